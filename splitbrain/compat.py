@@ -1,0 +1,54 @@
+"""Import torchvision on a CPU-only PyTorch.
+
+The torchvision wheel that pairs with torch 2.13.0 is built against CUDA. With the CPU build
+of torch its C++ extension cannot load, and `import torchvision` fails with
+``RuntimeError: operator torchvision::nms does not exist`` because the Python side registers
+fake kernels for operators whose schemas were never defined. Defining the two schemas it
+touches at import time (`nms`, `qnms`) lets the import finish; transforms, datasets and models
+work, `torchvision.io` and `torchvision.ops` do not (we decode images with PIL).
+
+Every module in splitbrain imports torchvision as::
+
+    from splitbrain.compat import torchvision
+"""
+
+import torch
+
+_LIBRARY = None  # keep the Library object alive: the schemas vanish when it is collected
+
+
+def _define_missing_schemas():
+    global _LIBRARY
+    missing = {
+        "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+        "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
+    }
+    missing = {name: schema for name, schema in missing.items()
+               if not _has_schema(f"torchvision::{name}")}
+    if not missing:
+        return
+    _LIBRARY = torch.library.Library("torchvision", "DEF")
+    for schema in missing.values():
+        _LIBRARY.define(schema)
+
+
+def _has_schema(qualname):
+    try:
+        torch._C._dispatch_find_schema_or_throw(qualname, "")  # noqa: SLF001
+        return True
+    except RuntimeError:
+        return False
+
+
+try:
+    import torchvision
+except RuntimeError as err:
+    if "torchvision::" not in str(err):
+        raise
+    import sys
+    for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+        del sys.modules[name]
+    _define_missing_schemas()
+    import torchvision  # noqa: E402
+
+__all__ = ["torchvision"]
