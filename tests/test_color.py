@@ -1,0 +1,258 @@
+"""The colour core against independent references: skimage for Lab, brute force for k-NN."""
+
+import math
+
+import numpy as np
+import pytest
+import skimage.color
+import skimage.data
+import torch
+
+from splitbrain import color
+
+# The bin table of DESIGN §1, written out independently of the code under test.
+GAMUT_TABLE = """
+-90 50 90 | -80 20 90 | -70 0 90 | -60 -20 90 | -50 -30 100 | -40 -40 100 | -30 -50 100
+-20 -50 100 | -10 -60 100 | 0 -70 100 | 10 -80 90 | 20 -80 90 | 30 -90 90 | 40 -100 90
+50 -100 80 | 60 -110 80 | 70 -110 80 | 80 -110 70 | 90 -110 70 | 100 -90 0
+"""
+
+
+def expected_centres():
+    rows = [r.split() for r in GAMUT_TABLE.replace("\n", "|").split("|") if r.strip()]
+    return [(int(a), b) for a, lo, hi in rows for b in range(int(lo), int(hi) + 1, 10)]
+
+
+def brute_force_knn(ab, k):
+    """Distances to every centre, sorted: (N, k) distances and indices, float64."""
+    points = ab.permute(0, 2, 3, 1).reshape(-1, 2).double()
+    dist = torch.cdist(points, color.ab_bin_centres(dtype=torch.float64))
+    d, i = dist.sort(dim=1)
+    return d[:, :k], i[:, :k]
+
+
+def flat(t):
+    """(B, k, H, W) -> (B*H*W, k)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+# --- Lab ------------------------------------------------------------------------------------
+
+def test_lab_matches_skimage_on_random_colours():
+    rgb = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    ours = color.rgb_to_lab(rgb).permute(0, 2, 3, 1).numpy()
+    ref = skimage.color.rgb2lab(rgb.permute(0, 2, 3, 1).double().numpy())
+    np.testing.assert_allclose(ours, ref, atol=2e-3)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "chelsea", "coffee"])
+def test_lab_matches_skimage_on_photos(name):
+    img = getattr(skimage.data, name)()[::4, ::4]
+    rgb = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    ours = color.rgb_to_lab(rgb)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours, skimage.color.rgb2lab(img), atol=2e-3)
+
+
+def test_lab_round_trip():
+    rgb = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(color.lab_to_rgb(color.rgb_to_lab(rgb)), rgb, atol=1e-4, rtol=0)
+
+
+def test_split_lab_with_stride_equals_full_conversion():
+    rgb = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(2))
+    lab = color.rgb_to_lab(rgb)
+    L, ab = color.split_lab(rgb, ab_stride=4)
+    torch.testing.assert_close(L, lab[:, :1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(ab, lab[:, 1:, ::4, ::4], atol=1e-4, rtol=0)
+    assert ab.shape[-2:] == (5, 6)
+
+
+@pytest.mark.parametrize("scheme", sorted(color.L_NORMS))
+def test_l_normalisation_round_trip(scheme):
+    L = torch.linspace(0, 100, 11)
+    torch.testing.assert_close(color.denormalize_l(color.normalize_l(L, scheme), scheme), L)
+    assert color.normalize_l(torch.tensor(50.0), scheme) == 0
+
+
+def test_unknown_l_normalisation_is_an_error():
+    with pytest.raises(ValueError, match="unit"):
+        color.normalize_l(torch.zeros(1), "imagenet")
+
+
+# --- bins -----------------------------------------------------------------------------------
+
+def test_bin_table_matches_design():
+    centres = color.ab_bin_centres()
+    assert centres.shape == (313, 2) == (color.NUM_AB_BINS, 2)
+    assert [tuple(map(int, c)) for c in centres.tolist()] == expected_centres()
+    # class index = position in (a, b)-ascending order
+    assert [tuple(c) for c in centres.tolist()] == sorted(tuple(c) for c in centres.tolist())
+
+
+def dense_ab_grid(step):
+    """ab on a dense grid over [-128, 127]^2, including points on bin centres and midpoints."""
+    axis = torch.arange(-128.0, 127.0 + 1e-9, step)
+    a, b = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([a, b])[None]  # (1, 2, n, n)
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_soft_encoding_matches_brute_force_on_dense_grid(k):
+    # Step 2.5 hits bin centres, the midpoints between bins (ties) and everything in between.
+    ab = dense_ab_grid(2.5)
+    idx, w = color.soft_encode(ab, k=k, sigma=5.0)
+    assert idx.shape == w.shape == (1, k, *ab.shape[-2:])
+    ref_d, _ = brute_force_knn(ab, k + 1)
+    # The chosen bins are k nearest: their distances equal the k smallest distances.
+    centres = color.ab_bin_centres(dtype=torch.float64)
+    points = ab.permute(0, 2, 3, 1).reshape(-1, 1, 2).double()
+    chosen_d = (points - centres[flat(idx)]).norm(dim=-1)
+    torch.testing.assert_close(chosen_d, ref_d[:, :k], atol=1e-4, rtol=0)
+    # Weights are the normalised Gaussian of those distances (tie order does not matter).
+    ref_w = torch.exp(-ref_d[:, :k] ** 2 / (2 * 5.0**2))
+    ref_w = ref_w / ref_w.sum(1, keepdim=True)
+    torch.testing.assert_close(flat(w).double().sort(1).values, ref_w.sort(1).values,
+                               atol=1e-4, rtol=0)
+    # No bin is chosen twice for the same pixel.
+    assert (flat(idx).sort(1).values.diff(dim=1) > 0).all()
+
+
+def test_soft_encoding_random_values_dense_target_matches_reference():
+    ab = torch.rand(3, 2, 7, 9, generator=torch.Generator().manual_seed(3)) * 255 - 128
+    idx, w = color.soft_encode(ab, k=10, sigma=5.0)
+    dense = color.dense_target(idx, w)
+    assert dense.shape == (3, 313, 7, 9)
+    torch.testing.assert_close(dense.sum(1), torch.ones(3, 7, 9))
+    # Reference dense target from the brute-force neighbours.
+    ref_d, ref_i = brute_force_knn(ab, 10)
+    ref_w = torch.softmax(-ref_d**2 / 50, dim=1).float()
+    ref = torch.zeros(3 * 7 * 9, 313).scatter_(1, ref_i, ref_w)
+    torch.testing.assert_close(flat(dense), ref, atol=1e-4, rtol=0)
+
+
+def test_nearest_bin_matches_brute_force():
+    ab = torch.rand(2, 2, 31, 31, generator=torch.Generator().manual_seed(4)) * 255 - 128
+    _, ref_i = brute_force_knn(ab, 1)
+    assert torch.equal(color.nearest_ab_bin(ab).flatten(), ref_i[:, 0])
+
+
+def test_soft_encoding_rejects_wrong_shape():
+    with pytest.raises(ValueError, match=r"\(B, 2, H, W\)"):
+        color.soft_encode(torch.zeros(1, 3, 4, 4))
+
+
+def test_l_quantisation_round_trip():
+    L = torch.linspace(0, 100, 1001).view(1, 1, 1, -1)
+    q = color.quantize_l(L)
+    assert q.min() == 0 and q.max() == color.NUM_L_BINS - 1
+    centres = color.l_bin_centres()
+    # Decoding a bin gives its centre, within half a bin width of the original value.
+    assert (centres[q] - L[0, 0]).abs().max() <= color.L_BIN_WIDTH / 2 + 1e-6
+    assert torch.equal(color.quantize_l(centres.view(1, 1, 1, -1))[0, 0], torch.arange(50))
+
+
+# --- prior and rebalancing ------------------------------------------------------------------
+
+def hand_smoothed(counts, sigma):
+    """Gaussian smoothing over the ab plane as a direct sum over pairs of bins."""
+    c = color.ab_bin_centres(dtype=torch.float64).numpy()
+    d2 = ((c[:, None] - c[None]) ** 2).sum(-1)
+    p = counts / counts.sum()
+    s = np.exp(-d2 / (2 * sigma**2)) @ p
+    return s / s.sum()
+
+
+def test_prior_smoothing_matches_hand_computation():
+    rng = np.random.default_rng(0)
+    counts = np.zeros(313)
+    counts[rng.choice(313, 40, replace=False)] = rng.integers(1, 1000, 40)
+    ours = color.smooth_prior(torch.from_numpy(counts), sigma=5.0).numpy()
+    np.testing.assert_allclose(ours, hand_smoothed(counts, 5.0), atol=1e-6)
+    assert ours.sum() == pytest.approx(1.0)
+
+
+def test_rebalancing_weights_match_hand_computation():
+    rng = np.random.default_rng(1)
+    prior = rng.random(313)
+    prior[:100] = 0  # bins never seen must still get finite weights
+    prior /= prior.sum()
+    lam = 0.5
+    w = 1 / ((1 - lam) * prior + lam / 313)
+    w /= (prior * w).sum()
+    ours = color.rebalance_weights(torch.from_numpy(prior), lam).double().numpy()
+    np.testing.assert_allclose(ours, w, rtol=1e-5)
+    assert np.isfinite(ours).all() and (prior * ours).sum() == pytest.approx(1.0, rel=1e-5)
+    # Rare colours are boosted, common ones damped.
+    assert ours[prior.argmax()] < 1 < ours[0]
+
+
+def test_histogram_streams_over_batches():
+    ab = torch.rand(6, 2, 8, 8, generator=torch.Generator().manual_seed(5)) * 200 - 100
+    one = color.AbHistogram()
+    one.update(ab)
+    streamed = color.AbHistogram()
+    for chunk in ab.split(2):
+        streamed.update(chunk)
+    assert torch.equal(one.counts, streamed.counts)
+    assert one.counts.sum() == 6 * 64
+    _, ref_i = brute_force_knn(ab, 1)
+    assert torch.equal(one.counts, torch.bincount(ref_i[:, 0], minlength=313).double())
+
+
+def test_histogram_skips_masked_images_and_empty_prior_is_an_error():
+    hist = color.AbHistogram()
+    grey = torch.zeros(2, 2, 4, 4)
+    hist.update(grey, mask=color.colorful_mask(grey))
+    assert hist.counts.sum() == 0
+    with pytest.raises(ValueError, match="empty"):
+        hist.prior()
+
+
+def test_small_dataset_prior_gives_finite_weights():
+    hist = color.AbHistogram()
+    hist.update(torch.full((1, 2, 4, 4), 30.0))  # a single colour
+    w = color.rebalance_weights(hist.prior())
+    assert torch.isfinite(w).all() and w.min() > 0
+
+
+def test_grey_mask():
+    ab = torch.zeros(3, 2, 5, 5)
+    ab[1, 0, 2, 2] = 5.0  # at the threshold: still grey
+    ab[2, 1, 0, 0] = -5.5  # one pixel past it: colourful
+    assert color.colorful_mask(ab).tolist() == [False, False, True]
+
+
+# --- decoding -------------------------------------------------------------------------------
+
+def test_annealed_mean_limits():
+    logits = torch.randn(2, 313, 3, 4, generator=torch.Generator().manual_seed(6))
+    centres = color.ab_bin_centres()
+    mode = centres[logits.argmax(1)].permute(0, 3, 1, 2)
+    torch.testing.assert_close(color.annealed_mean(logits, centres, 0), mode)
+    torch.testing.assert_close(color.annealed_mean(logits * 50, centres, 0.01), mode,
+                               atol=1e-3, rtol=0)
+    mean = torch.einsum("bqhw,qc->bchw", logits.softmax(1), centres)
+    torch.testing.assert_close(color.annealed_mean(logits, centres, 1.0), mean)
+
+
+def test_annealed_mean_is_softmax_of_log_probabilities_over_t():
+    logits = torch.randn(1, 313, 2, 2, generator=torch.Generator().manual_seed(7))
+    z = logits.softmax(1)
+    t = 0.38
+    f = torch.exp(torch.log(z) / t)
+    f = f / f.sum(1, keepdim=True)
+    ref = torch.einsum("bqhw,qc->bchw", f, color.ab_bin_centres())
+    torch.testing.assert_close(color.annealed_mean(logits, color.ab_bin_centres(), t), ref,
+                               atol=1e-4, rtol=0)
+
+
+def test_annealing_sharpens_towards_saturated_colours():
+    # A bimodal distribution between a saturated red and its opposite: the mean is grey-ish,
+    # the annealed mean keeps more of the dominant colour.
+    centres = color.ab_bin_centres()
+    logits = torch.full((1, 313, 1, 1), -20.0)
+    red = int(((centres - torch.tensor([60.0, 40.0])).norm(dim=1)).argmin())
+    green = int(((centres - torch.tensor([-60.0, 40.0])).norm(dim=1)).argmin())
+    logits[0, red], logits[0, green] = math.log(0.6), math.log(0.4)
+    sat = [color.annealed_mean(logits, centres, t).norm() for t in (1.0, 0.38)]
+    assert sat[1] > sat[0]
