@@ -58,13 +58,14 @@ def test_lab_round_trip():
     torch.testing.assert_close(color.lab_to_rgb(color.rgb_to_lab(rgb)), rgb, atol=1e-4, rtol=0)
 
 
-def test_split_lab_with_stride_equals_full_conversion():
-    rgb = torch.rand(2, 3, 17, 23, generator=torch.Generator().manual_seed(2))
+def test_lightness_and_sampled_ab_equal_full_conversion():
+    rgb = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(2))
     lab = color.rgb_to_lab(rgb)
-    L, ab = color.split_lab(rgb, ab_stride=4)
-    torch.testing.assert_close(L, lab[:, :1], atol=1e-4, rtol=0)
-    torch.testing.assert_close(ab, lab[:, 1:, ::4, ::4], atol=1e-4, rtol=0)
-    assert ab.shape[-2:] == (5, 6)
+    torch.testing.assert_close(color.lightness(rgb), lab[:, :1], atol=1e-4, rtol=0)
+    # Sampling at a 1/4-resolution grid takes every 4th pixel (the official ground truth).
+    torch.testing.assert_close(color.sample_ab(rgb, (4, 6)), lab[:, 1:, ::4, ::4],
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(color.sample_ab(rgb, (16, 24)), lab[:, 1:], atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("scheme", sorted(color.L_NORMS))

@@ -7,6 +7,7 @@ model feeds ``(L - 50) / 100`` ("unit"). A checkpoint records which one its netw
 
 import kornia
 import torch
+import torch.nn.functional as F
 
 L_RANGE = (0.0, 100.0)
 L_CENTER = 50.0
@@ -52,21 +53,21 @@ def lightness(rgb):
     return 116.0 * f - 16.0
 
 
-def split_lab(rgb, ab_stride=1):
-    """Lab of an sRGB batch as ``(L, ab)``: L at full resolution, ab on every ab_stride-th pixel.
+def sample_ab(rgb, size):
+    """ab of an sRGB batch sampled at a coarser grid of ``size`` = (h, w) pixels.
+
+    Nearest sampling, so for an output at 1/s resolution this takes every s-th pixel, as the
+    official training layer does; only the sampled pixels are converted.
 
     Args:
         rgb: (B, 3, H, W) in [0, 1].
-        ab_stride: sample ab at pixels (i * s, j * s), the official way of taking the
-            ground truth at a 1/s-resolution network output.
 
     Returns:
-        L: (B, 1, H, W); ab: (B, 2, ceil(H / s), ceil(W / s)).
+        (B, 2, h, w).
     """
-    if ab_stride == 1:
-        lab = rgb_to_lab(rgb)
-        return lab[:, :1], lab[:, 1:]
-    return lightness(rgb), rgb_to_lab(rgb[:, :, ::ab_stride, ::ab_stride])[:, 1:]
+    if tuple(size) != tuple(rgb.shape[-2:]):
+        rgb = F.interpolate(rgb, size=tuple(size), mode="nearest")
+    return rgb_to_lab(rgb)[:, 1:]
 
 
 def _l_norm(scheme):

@@ -1,0 +1,156 @@
+"""One config path: a complete YAML file gives every value, ``key=value`` overrides it.
+
+The YAML file is the schema: an override or a user file may only name keys that the task's
+reference config has, with a value of a compatible type. The resolved config is written next
+to the outputs and stored in every checkpoint.
+"""
+
+import copy
+import difflib
+import os
+from pathlib import Path
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the schema."""
+
+
+def load_yaml(path):
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    return data
+
+
+def flatten(cfg, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in cfg.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = value
+    return out
+
+
+def _unknown_key(key, valid):
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint} (valid keys: {', '.join(sorted(valid))})")
+
+
+def _coerce(key, value, reference):
+    """Check ``value`` against the type of the reference config's value at ``key``."""
+    if reference is None or value is None:
+        return value
+    if isinstance(reference, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(reference, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(reference, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(reference, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(reference, list):
+        if isinstance(value, list):
+            return value
+    elif isinstance(reference, dict):
+        if isinstance(value, dict):
+            return value
+    raise ConfigError(f"config key {key!r} expects a {type(reference).__name__} "
+                      f"(like {reference!r}), got {value!r}")
+
+
+def validate(cfg, schema, source="config"):
+    """Raise ConfigError if ``cfg`` has keys ``schema`` lacks or values of the wrong type."""
+    flat, ref = flatten(cfg), flatten(schema)
+    for key, value in flat.items():
+        if key not in ref:
+            raise _unknown_key(key, list(ref))
+        try:
+            _coerce(key, value, ref[key])
+        except ConfigError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    missing = sorted(set(ref) - set(flat))
+    if missing:
+        raise ConfigError(f"{source} is missing keys {missing}; every config file lists every "
+                          f"key (copy them from the reference config)")
+
+
+def parse_overrides(items):
+    """``["optim.lr=0.1", "--run.out", "x"]`` -> {"optim.lr": 0.1, "run.out": "x"}.
+
+    Values are parsed as YAML scalars, so ``3e-4``, ``true``, ``[1, 2]`` and ``null`` work.
+    """
+    out, items = {}, list(items)
+    while items:
+        item = items.pop(0)
+        if item.startswith("--"):
+            item = item[2:]
+            if "=" not in item:
+                if not items:
+                    raise ConfigError(f"--{item} needs a value")
+                item = f"{item}={items.pop(0)}"
+        if "=" not in item:
+            raise ConfigError(f"cannot parse override {item!r}; write key=value, e.g. optim.lr=1e-4")
+        key, text = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+    return out
+
+
+def apply_overrides(cfg, overrides):
+    """Return a copy of ``cfg`` with dotted-key ``overrides`` set, type-checked."""
+    cfg = copy.deepcopy(cfg)
+    ref = flatten(cfg)
+    for key, value in overrides.items():
+        if key not in ref:
+            raise _unknown_key(key, list(ref))
+        value = _coerce(key, value, ref[key])
+        node = cfg
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        node[leaf] = value
+    return cfg
+
+
+def resolve(task, config_path=None, overrides=()):
+    """Load the config of ``task`` (its demo config unless a file is given) and apply overrides.
+
+    Args:
+        task: "colorize", "splitbrain" or "probe"; selects the reference config
+            ``configs/{task}_demo.yaml`` that defines the valid keys.
+        config_path: optional YAML file with every key of the reference.
+        overrides: ``key=value`` strings.
+    """
+    reference = load_yaml(CONFIG_DIR / f"{task}_demo.yaml")
+    cfg = reference
+    if config_path is not None:
+        cfg = load_yaml(config_path)
+        validate(cfg, reference, source=str(config_path))
+        if cfg.get("task", task) != task:
+            raise ConfigError(f"{config_path} is a config for task {cfg['task']!r}, not {task!r}")
+    return apply_overrides(cfg, parse_overrides(overrides))
+
+
+def save(cfg, path):
+    """Write the resolved config as YAML (atomically)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    os.replace(tmp, path)

@@ -1,0 +1,113 @@
+"""What a training step optimises, per task: targets built on the device, then the loss.
+
+An objective turns a batch of sRGB images into a loss (and the numbers worth logging), and a
+trained model's output back into colours. Lab conversion and soft encoding run here, batched
+on the training device, not per image in the data workers.
+"""
+
+import torch
+import torch.nn.functional as F
+
+from . import color, losses
+
+LOSSES = ("classification", "regression")
+
+
+def decode_ab(output, head, temperature=0.38, centres=None):
+    """Network output at its own resolution -> ab in Lab units, (B, 2, h, w).
+
+    Args:
+        output: (B, 313, h, w) logits for a "classification" head, (B, 2, h, w) ab / AB_SCALE
+            for a "regression" head.
+        head: "classification" or "regression".
+        temperature: annealed-mean temperature for a classification head.
+        centres: (313, 2) bin centres (defaults to the standard 313).
+    """
+    if head == "regression":
+        return output.float() * color.AB_SCALE
+    if centres is None:
+        centres = color.ab_bin_centres(device=output.device)
+    return color.annealed_mean(output, centres, temperature)
+
+
+def join_lab(L, ab):
+    """Full-resolution L with ab upsampled (bilinear) to its size -> sRGB (B, 3, H, W)."""
+    ab = F.interpolate(ab.float(), size=L.shape[-2:], mode="bilinear", align_corners=False)
+    return color.lab_to_rgb(torch.cat([L.float(), ab], dim=1))
+
+
+class ColorizationObjective:
+    """L -> ab, as a class-rebalanced soft classification (Zhang et al., ECCV 2016) or L2.
+
+    Args:
+        loss: "classification" (cross-entropy over the 313 bins) or "regression" (L2 on ab).
+        k, sigma: soft-encoding neighbours and Gaussian width (k = 1 gives 1-hot targets).
+        class_weights: (313,) rebalancing weights, or None; also used for the rebalanced AuC.
+        rebalance: weight each pixel's loss by its colour's class weight.
+        grey_mask: give grey images inside a colour dataset weight 0.
+    """
+
+    def __init__(self, loss="classification", k=10, sigma=5.0, class_weights=None,
+                 rebalance=True, grey_mask=True):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
+        self.loss, self.k, self.sigma = loss, k, sigma
+        self.class_weights = class_weights
+        self.rebalance = rebalance and class_weights is not None
+        self.grey_mask = grey_mask
+
+    def __call__(self, model, rgb):
+        """Loss of ``model`` on an sRGB batch (B, 3, H, W) in [0, 1].
+
+        Returns:
+            loss: scalar; logs: dict of scalar tensors; output: the network output.
+        """
+        L = color.lightness(rgb)  # (B, 1, H, W)
+        output = model(L)  # (B, 313 or 2, h, w)
+        ab = color.sample_ab(rgb, output.shape[-2:])  # (B, 2, h, w), ground truth at output res
+        pixel_w = self._pixel_weights(ab)
+        if self.loss == "regression":
+            loss = losses.l2_regression(output, ab / color.AB_SCALE, pixel_w)
+        else:
+            idx, w = color.soft_encode(ab, self.k, self.sigma)  # (B, k, h, w) each
+            if self.rebalance:
+                # The first of the k bins is the nearest one; a pixel's weight is its bin's.
+                cw = self.class_weights.to(ab.device)[idx[:, 0]]  # (B, h, w)
+                pixel_w = cw if pixel_w is None else pixel_w * cw
+            loss = losses.soft_cross_entropy(output, idx, w, pixel_w)
+        logs = {"loss": loss.detach()}
+        if self.grey_mask:
+            logs["grey_fraction"] = 1 - color.colorful_mask(ab).float().mean()
+        return loss, logs, output
+
+    def _pixel_weights(self, ab):
+        if not self.grey_mask:
+            return None
+        keep = color.colorful_mask(ab).float()  # (B,)
+        return keep[:, None, None].expand(-1, *ab.shape[-2:])  # (B, h, w)
+
+    def new_metrics(self):
+        """Fresh colour-metrics accumulators: the model's, and the all-grey baseline's."""
+        from .metrics import ColorMetrics
+        return {"model": ColorMetrics(), "grey": ColorMetrics()}
+
+    def update_metrics(self, metrics, rgb, output, temperature=0.38):
+        """Add a batch's full-resolution colour errors to ``metrics`` (from :meth:`new_metrics`).
+
+        The grey prediction (ab = 0) is accumulated alongside as the baseline.
+        """
+        lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
+        L, true_ab = lab[:, :1], lab[:, 1:]
+        pred_ab = decode_ab(output, self.loss, temperature)
+        pred_ab = F.interpolate(pred_ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+        weights = None
+        if self.class_weights is not None:
+            weights = self.class_weights.to(rgb.device)[color.nearest_ab_bin(true_ab)]
+        metrics["model"].update(pred_ab, true_ab, L, weights)
+        metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L, weights)
+
+    def visuals(self, rgb, output, temperature=0.38):
+        """Image rows for TensorBoard: grey input, prediction, ground truth, each (B, 3, H, W)."""
+        L = color.lightness(rgb)
+        pred = join_lab(L, decode_ab(output, self.loss, temperature))
+        return {"input": L.expand(-1, 3, -1, -1) / 100, "prediction": pred, "truth": rgb}

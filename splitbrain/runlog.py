@@ -1,0 +1,40 @@
+"""Small helpers shared by the entry scripts: a run log, fatal errors, image grids."""
+
+import sys
+import time
+
+import torch
+
+from .compat import torchvision
+
+
+class RunLog:
+    """Print a line and append it, time-stamped, to a text log."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __call__(self, message):
+        line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
+        print(line, flush=True)
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+
+
+def fatal(message, log=None, code=2):
+    """Report a problem the user can fix, without a traceback, and exit non-zero."""
+    text = f"error: {message}"
+    if log is not None:
+        log(text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def image_grid(rows):
+    """{name: (B, C, H, W)} -> {"images/<names>": (3, H', W')}: one grid, a row per name."""
+    names = list(rows)
+    images = torch.stack([rows[k].float().cpu().clamp(0, 1) for k in names], 1)  # (B, R, 3, H, W)
+    images = images.flatten(0, 1)  # (B * R, 3, H, W): each sample's row of R images
+    grid = torchvision.utils.make_grid(images, nrow=len(names), padding=2)
+    return {"images/" + "_".join(names): grid}

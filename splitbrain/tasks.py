@@ -1,0 +1,80 @@
+"""Per-task set-up for tools/train.py: the model, the objective, and what the checkpoint keeps.
+
+``TASKS`` maps a task name to a function ``setup(cfg, train_set, device, log, resume=None) -> Setup``.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import color
+from .engine import eval_loader
+from .models import build_model
+from .objectives import ColorizationObjective
+
+
+@dataclass
+class Setup:
+    model: torch.nn.Module
+    model_spec: dict          # {"name": ..., "kwargs": {...}}: enough to rebuild the model
+    objective: object
+    extra: dict = field(default_factory=dict)  # plain data stored in every checkpoint
+
+
+def estimate_prior(dataset, max_images, batch_size=32, device="cpu", sigma=5.0):
+    """Smoothed ab prior of up to ``max_images`` images of ``dataset`` (grey images skipped)."""
+    hist = color.AbHistogram()
+    n = min(max_images, len(dataset)) if max_images else len(dataset)
+    loader = eval_loader(torch.utils.data.Subset(dataset, range(n)), batch_size)
+    for rgb, _ in tqdm(loader, desc="ab prior", leave=False, disable=None):
+        ab = color.rgb_to_lab(rgb.to(device))[:, 1:]
+        hist.update(ab, color.colorful_mask(ab))
+    return hist.prior(sigma), hist
+
+
+def load_prior(path):
+    """A prior written by tools/compute_prior.py: (313,) probabilities."""
+    prior = torch.from_numpy(np.load(path)).double().flatten()
+    if prior.numel() != color.NUM_AB_BINS or not torch.isfinite(prior).all() or prior.sum() <= 0:
+        raise ValueError(f"{path} is not a 313-bin ab prior; make one with tools/compute_prior.py")
+    return prior / prior.sum()
+
+
+def setup_colorize(cfg, train_set, device, log, resume=None):
+    """Model and objective of ``--task colorize``; a resumed run reuses its stored prior."""
+    c = cfg["color"]
+    regression = cfg["loss"] == "regression"
+    kwargs = {"pool": cfg["model"]["pool"], "l_norm": cfg["model"]["l_norm"]}
+    if regression:
+        kwargs["num_classes"] = 2  # the head predicts ab / AB_SCALE directly
+    model = build_model(cfg["model"]["name"], **kwargs)
+
+    if resume is not None:
+        prior = resume["color"]["prior"].double()
+    elif c["prior"]:
+        prior = load_prior(c["prior"])
+        log(f"ab prior from {c['prior']}")
+    else:
+        prior, hist = estimate_prior(train_set, c["prior_images"], device=device,
+                                     sigma=c["prior_sigma"])
+        log(f"ab prior estimated on {hist.images} images: "
+            f"{int((hist.counts > 0).sum())}/313 bins seen")
+    class_weights = color.rebalance_weights(prior, c["lambda"])
+    objective = ColorizationObjective(
+        loss=cfg["loss"], k=c["k"], sigma=c["sigma"],
+        class_weights=class_weights.to(device), rebalance=c["rebalance"],
+        grey_mask=c["grey_mask"])
+    extra = {"color": {
+        "head": cfg["loss"],
+        "ab_centres": color.ab_bin_centres(),
+        "l_norm": cfg["model"]["l_norm"],
+        "prior": prior.float(),
+        "class_weights": class_weights,
+        "temperature": c["temperature"],
+    }}
+    return Setup(model, {"name": cfg["model"]["name"], "kwargs": kwargs}, objective, extra)
+
+
+TASKS = {"colorize": setup_colorize}
