@@ -53,7 +53,7 @@ def _candidate_table(k, device):
             is never among the k nearest.
     """
     centres = ab_bin_centres(dtype=torch.float64)
-    n = 2 * _TABLE_RANGE // _CELL
+    n = int(2 * _TABLE_RANGE / _CELL)
     axis = -_TABLE_RANGE + _CELL * (torch.arange(n, dtype=torch.float64) + 0.5)
     cell_centres = torch.stack(torch.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
     dist = torch.cdist(cell_centres, centres)  # (cells, 313)
@@ -78,7 +78,7 @@ def _nearest(ab, k):
         bins: (B*H*W, k) long, nearest first; d2: (B*H*W, k) float32 squared distances.
     """
     bins, table_a, table_b = _candidate_table(k, ab.device)
-    n = 2 * _TABLE_RANGE // _CELL
+    n = int(2 * _TABLE_RANGE / _CELL)
     x = ab.detach().float().permute(0, 2, 3, 1).reshape(-1, 2)  # (N, 2)
     # Lab from sRGB stays well inside the table; values outside reuse the border cells.
     cell = ((x + _TABLE_RANGE) / _CELL).floor_().long().clamp_(0, n - 1)
@@ -86,7 +86,9 @@ def _nearest(ab, k):
     da = x[:, :1] - table_a.index_select(0, cell)  # (N, M)
     db = x[:, 1:] - table_b.index_select(0, cell)
     d2 = da.mul_(da).addcmul_(db, db)
-    d2, pos = d2.topk(k, dim=1, largest=False, sorted=True)
+    # A full sort of the few candidates is cheaper than topk on the CPU.
+    d2, pos = d2.sort(dim=1)
+    d2, pos = d2[:, :k], pos[:, :k]
     return bins.index_select(0, cell).gather(1, pos), d2
 
 
@@ -113,7 +115,9 @@ def soft_encode(ab, k=10, sigma=5.0):
     if not 1 <= k <= NUM_AB_BINS:
         raise ValueError(f"k must be in 1..{NUM_AB_BINS}, got {k}")
     bins, d2 = _nearest(ab, k)
-    weights = torch.softmax(d2 * (-0.5 / sigma**2), dim=1)
+    # Softmax of -d2 / 2 sigma^2; d2 is sorted, so subtracting its first column keeps exp <= 1.
+    weights = (d2 - d2[:, :1]).mul_(-0.5 / sigma**2).exp_()
+    weights /= weights.sum(1, keepdim=True)
     return _to_map(bins, ab.shape), _to_map(weights, ab.shape)
 
 

@@ -1,0 +1,112 @@
+#!/usr/bin/env python
+"""Measure the colour pipeline of a training step against the original approach.
+
+For a batch of RGB images, times "Lab + soft encoding + rebalancing weights" with splitbrain
+(batched tensors, candidate-table k-NN) and with a per-image reference in the style of the
+original Caffe training layers (skimage rgb2lab, scikit-learn NearestNeighbors fitted once,
+a dense 313-channel target, the nearest bin found by argmax over it), in the same run, and
+prints both and their ratio. Figures only: nothing is asserted.
+
+    python tools/benchmark.py [--batch 32] [--size 176] [--stride 4] [--repeats 5]
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import skimage.color  # noqa: E402
+import torch  # noqa: E402
+from sklearn.neighbors import NearestNeighbors  # noqa: E402
+
+from splitbrain import color  # noqa: E402
+
+
+def ours(rgb, stride, class_weights, k, sigma):
+    """Network input L at full resolution; soft targets and pixel weights at 1/stride."""
+    h, w = rgb.shape[-2] // stride, rgb.shape[-1] // stride
+    L = color.lightness(rgb)  # (B, 1, H, W)
+    ab = color.sample_ab(rgb, (h, w))  # (B, 2, h, w)
+    idx, weights = color.soft_encode(ab, k, sigma)  # (B, k, h, w)
+    pixel_w = class_weights[idx[:, 0]] * color.colorful_mask(ab)[:, None, None]
+    return L, idx, weights, pixel_w
+
+
+class Reference:
+    """Per-image NumPy / scikit-learn version of the same work (the original layers' approach)."""
+
+    def __init__(self, class_weights, k, sigma):
+        self.centres = color.ab_bin_centres(dtype=torch.float64).numpy()
+        self.nn = NearestNeighbors(n_neighbors=k, algorithm="ball_tree").fit(self.centres)
+        self.class_weights = class_weights.double().numpy()
+        self.sigma = sigma
+
+    def __call__(self, rgb, stride):
+        out = []
+        for image in rgb.permute(0, 2, 3, 1).double().numpy():  # (H, W, 3) each
+            lab = skimage.color.rgb2lab(image)
+            ab = lab[::stride, ::stride, 1:]  # (h, w, 2)
+            h, w = ab.shape[:2]
+            dist, idx = self.nn.kneighbors(ab.reshape(-1, 2))
+            wts = np.exp(-dist**2 / (2 * self.sigma**2))
+            wts /= wts.sum(1, keepdims=True)
+            dense = np.zeros((h * w, len(self.centres)))
+            np.put_along_axis(dense, idx, wts, axis=1)
+            pixel_w = self.class_weights[dense.argmax(1)] * (np.abs(ab).max() > 5)
+            out.append((lab[..., 0], dense.reshape(h, w, -1), pixel_w.reshape(h, w)))
+        return out
+
+
+def best_time(fn, repeats):
+    fn()  # warm-up (builds the candidate table, allocator caches)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times), float(np.median(times))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--size", type=int, default=176)
+    parser.add_argument("--stride", type=int, default=4, help="output resolution 1/stride")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.rand(args.batch, 3, args.size, args.size, generator=g)
+    prior = torch.rand(color.NUM_AB_BINS, generator=g).double()
+    class_weights = color.rebalance_weights(prior / prior.sum())
+    rgb_dev, cw_dev = rgb.to(device), class_weights.to(device)
+
+    def run_ours():
+        out = ours(rgb_dev, args.stride, cw_dev, args.k, 5.0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    reference = Reference(class_weights, args.k, 5.0)
+    t_ours, m_ours = best_time(run_ours, args.repeats)
+    t_ref, m_ref = best_time(lambda: reference(rgb, args.stride), max(2, args.repeats // 2))
+
+    side = args.size // args.stride
+    print(f"batch {args.batch} x {args.size}x{args.size} RGB, targets {side}x{side}, k={args.k}, "
+          f"{torch.get_num_threads()} threads, device {device}")
+    print(f"| pipeline | best ms | median ms |")
+    print(f"|---|---|---|")
+    print(f"| splitbrain (batched, candidate-table k-NN) | {t_ours * 1e3:.1f} | {m_ours * 1e3:.1f} |")
+    print(f"| per-image skimage + sklearn NearestNeighbors | {t_ref * 1e3:.1f} | {m_ref * 1e3:.1f} |")
+    print(f"speed-up (best / best): {t_ref / t_ours:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
