@@ -63,6 +63,10 @@ def _coerce(key, value, reference):
     elif isinstance(reference, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        try:  # YAML 1.1 reads "3e-5" (no dot) as a string
+            return float(value)
+        except (TypeError, ValueError):
+            pass
     elif isinstance(reference, str):
         if isinstance(value, str):
             return value

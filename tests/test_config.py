@@ -1,0 +1,82 @@
+"""The config system: complete YAML files, typed overrides, clear errors."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from splitbrain import config
+
+CONFIGS = sorted(Path(config.CONFIG_DIR).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_has_exactly_the_keys_of_its_task(path):
+    cfg = config.load_yaml(path)
+    reference = config.load_yaml(config.CONFIG_DIR / f"{cfg['task']}_demo.yaml")
+    config.validate(cfg, reference, source=path.name)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_key_is_commented(path):
+    lines = [line for line in path.read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    uncommented = [line for line in lines if ":" in line and "#" not in line
+                   and not line.rstrip().endswith(":")]
+    assert not uncommented, f"{path.name}: keys without a comment: {uncommented}"
+
+
+def test_overrides_are_parsed_and_typed():
+    cfg = config.resolve("colorize", overrides=["optim.lr=3e-5", "--run.out", "x/y",
+                                                "optim.betas=[0.5, 0.9]", "color.prior=null"])
+    assert cfg["optim"]["lr"] == 3e-5 and isinstance(cfg["optim"]["lr"], float)
+    assert cfg["run"]["out"] == "x/y"
+    assert cfg["optim"]["betas"] == [0.5, 0.9]
+    assert cfg["color"]["prior"] is None
+
+
+def test_int_given_for_float_is_accepted_as_float():
+    cfg = config.resolve("colorize", overrides=["optim.lr=1"])
+    assert cfg["optim"]["lr"] == 1.0 and isinstance(cfg["optim"]["lr"], float)
+
+
+def test_unknown_key_names_the_closest_valid_ones():
+    with pytest.raises(config.ConfigError, match=r"'optim.learning_rate'.*optim\.lr"):
+        config.resolve("colorize", overrides=["optim.learning_rate=0.1"])
+    with pytest.raises(config.ConfigError, match=r"did you mean .*optim\.batch_size"):
+        config.resolve("colorize", overrides=["optim.batchsize=8"])
+
+
+def test_wrong_type_is_an_error():
+    with pytest.raises(config.ConfigError, match="optim.iterations.*int"):
+        config.resolve("colorize", overrides=["optim.iterations=many"])
+    with pytest.raises(config.ConfigError, match="run.channels_last.*bool"):
+        config.resolve("colorize", overrides=["run.channels_last=3"])
+
+
+def test_user_file_with_a_typo_or_missing_key(tmp_path):
+    good = config.load_yaml(config.CONFIG_DIR / "colorize_demo.yaml")
+    bad = yaml.safe_load(yaml.safe_dump(good))
+    bad["optim"]["lrr"] = bad["optim"].pop("lr")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    with pytest.raises(config.ConfigError, match=r"'optim.lrr'.*optim\.lr"):
+        config.resolve("colorize", path)
+    del good["run"]["seed"]
+    path.write_text(yaml.safe_dump(good))
+    with pytest.raises(config.ConfigError, match=r"missing keys \['run.seed'\]"):
+        config.resolve("colorize", path)
+
+
+def test_missing_or_broken_file(tmp_path):
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.resolve("colorize", tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(config.ConfigError, match="not valid YAML"):
+        config.resolve("colorize", tmp_path / "broken.yaml")
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = config.resolve("colorize", overrides=["optim.lr=0.5"])
+    config.save(cfg, tmp_path / "config.yaml")
+    assert config.load_yaml(tmp_path / "config.yaml") == cfg
