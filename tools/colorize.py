@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Colorize grayscale photos at their full resolution.
+
+    python tools/colorize.py old_photos/ scan.tif --ckpt runs/colorize_demo/best.pt -o out/
+    python tools/colorize.py photo.jpg --ckpt colorization_release_v2-9b330a0b.pth -o out/
+
+INPUT is any mix of image files and folders (searched recursively). Each output keeps the
+input's size and lightness; only colour is added. Existing outputs are kept unless
+--overwrite is given. Unreadable inputs are reported and skipped; the exit code is non-zero
+if any input failed.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from splitbrain import checkpoint as ckpt  # noqa: E402
+from splitbrain import color  # noqa: E402
+from splitbrain.colorize import colorize_tensor, load_colorizer, to_uint8  # noqa: E402
+from splitbrain.engine import resolve_device  # noqa: E402
+from splitbrain.images import ImageReadError, find_images, load_rgb  # noqa: E402
+from splitbrain.runlog import fatal  # noqa: E402
+
+FORMATS = {"png": ".png", "jpg": ".jpg"}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    parser.add_argument("--ckpt", required=True, help="colorize / split-brain checkpoint, or "
+                        "the official ECCV16 weights (colorization_release_v2-9b330a0b.pth)")
+    parser.add_argument("-o", "--out", required=True, help="output folder")
+    parser.add_argument("--size", type=int, default=256, help="network working size (short side)")
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="annealed-mean temperature (default: the checkpoint's, 0.38)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="photos per forward pass (those sharing a working size)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="write the grey input and the result in one image")
+    parser.add_argument("--format", choices=sorted(FORMATS),
+                        help="output format (default: the input's)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    return parser.parse_args(argv)
+
+
+def output_path(path, root, out_dir, fmt):
+    """Mirror the input's place under its folder argument; keep or change the extension."""
+    rel = path.relative_to(root) if root is not None else Path(path.name)
+    suffix = FORMATS[fmt] if fmt else path.suffix.lower()
+    if suffix not in Image.registered_extensions():
+        suffix = ".png"
+    return out_dir / rel.with_suffix(suffix)
+
+
+def collect(inputs, out_dir, fmt):
+    """[(input path, output path)] for every image under ``inputs``."""
+    jobs = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise FileNotFoundError(f"input not found: {item}")
+        root = item if item.is_dir() else None
+        jobs += [(p, output_path(p, root, out_dir, fmt)) for p in find_images(item)]
+    return jobs
+
+
+def save_image(array, path):
+    """Write atomically so an interrupted run never leaves a half-written photo."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    img = Image.fromarray(array)
+    img.save(tmp, quality=95) if path.suffix in (".jpg", ".jpeg") else img.save(tmp)
+    tmp.replace(path)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out_dir = Path(args.out)
+    try:
+        jobs = collect(args.inputs, out_dir, args.format)
+        colorizer = load_colorizer(args.ckpt, resolve_device(args.device), args.temperature,
+                                   args.size)
+    except (FileNotFoundError, ValueError, ckpt.CheckpointError) as err:
+        fatal(err)
+
+    existing = [dst for _, dst in jobs if dst.exists()]
+    if existing and not args.overwrite:
+        fatal(f"{len(existing)} output(s) already exist (e.g. {existing[0]}); pass --overwrite "
+              f"to replace them or choose another -o folder")
+
+    failed, done = [], 0
+    bar = tqdm(total=len(jobs), desc="colorize", unit="img", disable=None)
+    for start in range(0, len(jobs), args.batch_size):
+        loaded = []
+        for src, dst in jobs[start:start + args.batch_size]:
+            try:
+                loaded.append((src, dst, load_rgb(src)))
+            except ImageReadError as err:
+                failed.append((src, str(err)))
+                tqdm.write(f"error: {err}", file=sys.stderr)
+                bar.update(1)
+        # Photos of one size share a forward pass.
+        by_size = {}
+        for item in loaded:
+            by_size.setdefault(item[2].size, []).append(item)
+        for group in by_size.values():
+            rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+                               for _, _, img in group]).float() / 255
+            result = colorize_tensor(rgb, colorizer)
+            for (src, dst, _), grey, out in zip(group, rgb, result):
+                array = to_uint8(out)
+                if args.side_by_side:
+                    grey_img = to_uint8(color.grey_rgb(grey[None])[0])
+                    array = np.concatenate([grey_img, array], axis=1)
+                save_image(array, dst)
+                done += 1
+                bar.update(1)
+    bar.close()
+    print(f"colorized {done} of {len(jobs)} image(s) into {out_dir}")
+    if failed:
+        print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
+        for src, why in failed:
+            print(f"  {src}: {why}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
