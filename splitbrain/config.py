@@ -76,7 +76,7 @@ def _coerce(key, value, reference):
     elif isinstance(reference, dict):
         if isinstance(value, dict):
             return value
-    raise ConfigError(f"config key {key!r} expects a {type(reference).__name__} "
+    raise ConfigError(f"config key {key!r} expects {type(reference).__name__} "
                       f"(like {reference!r}), got {value!r}")
 
 

@@ -119,7 +119,7 @@ def evaluate(model, objective, loader, device, precision="fp32", temperature=0.3
         for k, v in logs.items():
             totals[k] = totals.get(k, 0.0) + float(v) * rgb.shape[0]
         count += rgb.shape[0]
-        objective.update_metrics(metrics, rgb, output.float(), temperature)
+        objective.update_metrics(metrics, rgb, output, temperature)
     model.train(was_training)
     out = {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
     for name, meter in metrics.items():

@@ -106,8 +106,123 @@ class ColorizationObjective:
         metrics["model"].update(pred_ab, true_ab, L, weights)
         metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L, weights)
 
+    def histograms(self, output):
+        """Predicted bin of every pixel, for a TensorBoard histogram (classification only)."""
+        return {"predicted_bins": output.argmax(1)} if self.loss == "classification" else {}
+
     def visuals(self, rgb, output, temperature=0.38):
         """Image rows for TensorBoard: grey input, prediction, ground truth, each (B, 3, H, W)."""
         L = color.lightness(rgb)
         pred = join_lab(L, decode_ab(output, self.loss, temperature))
         return {"input": L.expand(-1, 3, -1, -1) / 100, "prediction": pred, "truth": rgb}
+
+
+# --- split-brain ------------------------------------------------------------------------------
+
+AB_CHANNELS, L_CHANNELS = [1, 2], [0]
+
+
+def _normalise_lab(values, channels):
+    """Lab channels -> regression units: L via the "unit" scheme, ab / AB_SCALE."""
+    if channels == L_CHANNELS:
+        return color.normalize_l(values, "unit")
+    if channels == AB_CHANNELS:
+        return values / color.AB_SCALE
+    raise ValueError(f"no regression normalisation for Lab channels {channels}")
+
+
+class SplitBrainObjective:
+    """Each half of a split-brain model predicts the channels the other half sees.
+
+    Zhang, Isola, Efros, "Split-Brain Autoencoders", CVPR 2017. For Lab, F1 sees L and
+    predicts ab over the 313 bins; F2 sees ab and predicts L over 50 bins of width 2. Heads
+    are "cl" (cross-entropy over bins; 1-hot targets unless ``k > 1``) or "reg" (L2). The total
+    loss is the sum of the halves' losses; each is logged on its own.
+
+    Args:
+        halves: the model's split, ``[{"inputs": [...], "targets": [...], ...}, ...]``.
+        heads: "cl" or "reg" per half.
+        names: a name per half, used in logs.
+        k, sigma: soft encoding of ab targets (k = 1: 1-hot, the paper's default).
+        class_weights: (313,) rebalancing weights for ab classification, or None (default).
+    """
+
+    def __init__(self, halves, heads, names, k=1, sigma=5.0, class_weights=None):
+        for half, head in zip(halves, heads):
+            if head not in ("cl", "reg"):
+                raise ValueError(f"unknown head {head!r}; valid: cl, reg")
+            if head == "cl" and half["targets"] not in (AB_CHANNELS, L_CHANNELS):
+                raise ValueError(f"classification targets must be Lab ab {AB_CHANNELS} or "
+                                 f"L {L_CHANNELS}, got {half['targets']}; use a 'reg' head")
+        self.halves, self.heads, self.names = halves, heads, names
+        self.k, self.sigma, self.class_weights = k, sigma, class_weights
+
+    def __call__(self, model, rgb):
+        lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
+        outputs = model(lab)  # one (B, Q_i, h_i, w_i) per half
+        total, logs = 0.0, {}
+        for half, head, name, out in zip(self.halves, self.heads, self.names, outputs):
+            # Ground truth at the head's resolution, nearest sampling: (B, C, h, w).
+            target = F.interpolate(lab[:, half["targets"]], size=out.shape[-2:], mode="nearest")
+            loss = self._half_loss(out, target, half["targets"], head)
+            logs[f"loss_{name}"] = loss.detach()
+            total = total + loss
+        logs["loss"] = total.detach()
+        return total, logs, outputs
+
+    def _half_loss(self, out, target, channels, head):
+        if head == "reg":
+            return losses.l2_regression(out, _normalise_lab(target, channels))
+        if channels == L_CHANNELS:
+            return losses.hard_cross_entropy(out, color.quantize_l(target))
+        idx, w = color.soft_encode(target, self.k, self.sigma)  # (B, k, h, w)
+        pixel_w = None
+        if self.class_weights is not None:
+            pixel_w = self.class_weights.to(out.device)[idx[:, 0]]
+        return losses.soft_cross_entropy(out, idx, w, pixel_w)
+
+    def _half(self, targets):
+        return next(i for i, h in enumerate(self.halves) if h["targets"] == targets)
+
+    def predict_ab(self, outputs, temperature=0.38):
+        """The L -> ab half's prediction as ab (B, 2, h, w)."""
+        i = self._half(AB_CHANNELS)
+        head = "regression" if self.heads[i] == "reg" else "classification"
+        return decode_ab(outputs[i], head, temperature)
+
+    def predict_l(self, outputs, temperature=0.38):
+        """The ab -> L half's prediction as L (B, 1, h, w)."""
+        i = self._half(L_CHANNELS)
+        if self.heads[i] == "reg":
+            return color.denormalize_l(outputs[i].float(), "unit")
+        return color.annealed_mean(outputs[i], color.l_bin_centres(), temperature)
+
+    def new_metrics(self):
+        """Colour metrics of the L -> ab half, with the all-grey baseline."""
+        from .metrics import ColorMetrics
+        return {"model": ColorMetrics(), "grey": ColorMetrics()}
+
+    def update_metrics(self, metrics, rgb, outputs, temperature=0.38):
+        lab = color.rgb_to_lab(rgb)
+        L, true_ab = lab[:, :1], lab[:, 1:]
+        pred_ab = F.interpolate(self.predict_ab(outputs, temperature), size=L.shape[-2:],
+                                mode="bilinear", align_corners=False)
+        metrics["model"].update(pred_ab, true_ab, L)
+        metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L)
+
+    def histograms(self, outputs):
+        return {f"predicted_bins_{name}": out.argmax(1)
+                for name, head, out in zip(self.names, self.heads, outputs) if head == "cl"}
+
+    def visuals(self, rgb, outputs, temperature=0.38):
+        """L -> ab colorization beside the truth, and ab -> L lightness beside the true L."""
+        lab = color.rgb_to_lab(rgb)
+        L = lab[:, :1]
+        pred_l = F.interpolate(self.predict_l(outputs, temperature), size=L.shape[-2:],
+                               mode="bilinear", align_corners=False)
+        grey = lambda lightness: lightness.expand(-1, 3, -1, -1).clamp(0, 100) / 100  # noqa: E731
+        return {"input_L": grey(L),
+                "l2ab_colour": join_lab(L, self.predict_ab(outputs, temperature)),
+                "truth": rgb,
+                "ab2l_lightness": grey(pred_l),
+                "true_lightness": grey(L)}

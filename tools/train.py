@@ -191,11 +191,11 @@ def log_images(writer, model, objective, val_set, device, r, cfg, step, n=4):
     with engine.autocast(device, r["precision"]):
         _, _, output = objective(model, batch)
     model.train()
-    rows = objective.visuals(batch, output.float(), cfg["color"]["temperature"])
+    rows = objective.visuals(batch, output, cfg["color"]["temperature"])
     for name, grid in image_grid(rows).items():
         writer.add_image(name, grid, step)
-    if output.shape[1] > 2:
-        writer.add_histogram("predicted_bins", output.argmax(1).flatten().cpu(), step)
+    for name, values in objective.histograms(output).items():
+        writer.add_histogram(name, values.flatten().cpu(), step)
 
 
 if __name__ == "__main__":

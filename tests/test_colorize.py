@@ -1,0 +1,208 @@
+"""Colorizing photos: full resolution kept, every input mode, folders, refusals, ECCV16 weights."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import color as skcolor
+from skimage import data as skdata
+
+from splitbrain import checkpoint as ckpt
+from splitbrain import color
+from splitbrain.colorize import Colorizer, colorize, from_official_eccv16, load_colorizer
+from tools_util import run_tool
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A colorize checkpoint from two training steps of the demo network."""
+    out = tmp_path_factory.mktemp("colorize_run")
+    code = run_tool("train", ["--task", "colorize", f"run.out={out}", "optim.iterations=2",
+                              "data.crop=32", "data.val_crop=32", "data.train_length=8",
+                              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
+                              "run.device=cpu"])
+    assert code == 0
+    return out / "latest.pt"
+
+
+def photo(size, mode="RGB"):
+    """A crop of a real photo resized to ``size`` = (W, H), in ``mode``."""
+    img = Image.fromarray(skdata.chelsea()).resize(size)
+    return img.convert(mode) if mode != "RGB" else img
+
+
+def lightness(img):
+    return skcolor.rgb2lab(np.asarray(img.convert("RGB")))[..., 0]
+
+
+@pytest.mark.parametrize("size", [(37, 53), (61, 29), (64, 64)])
+def test_output_has_input_size_and_lightness(trained, size):
+    img = photo(size)
+    out = colorize(img, load_colorizer(trained, size=32))
+    assert out.size == img.size and out.mode == "RGB"
+    # Only colour is added: the output's L is the input's, up to 8-bit rounding (and the rare
+    # clipping of a saturated colour back into the sRGB gamut).
+    diff = np.abs(lightness(out) - lightness(img))
+    assert np.median(diff) < 0.5 and np.percentile(diff, 99) < 2.0
+
+
+def test_colour_inputs_are_recoloured_from_their_lightness_only(trained):
+    colorizer = load_colorizer(trained, size=32)
+    img = photo((40, 40))
+    grey = Image.fromarray(np.asarray(img.convert("L"))).convert("RGB")
+    a = np.asarray(colorize(img, colorizer), dtype=float)
+    b = np.asarray(colorize(grey, colorizer), dtype=float)
+    # The two differ only as much as PIL's grey and CIE L differ; far less than the photo's colour.
+    assert np.abs(a - b).mean() < 6
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "I;16"])
+def test_every_input_mode_through_the_cli(trained, tmp_path, mode):
+    src = tmp_path / "in"
+    src.mkdir()
+    img = photo((45, 33))
+    if mode == "I;16":
+        arr = (np.asarray(img.convert("L"), dtype=np.uint16) * 257)
+        img = Image.fromarray(arr, mode="I;16")
+    else:
+        img = img.convert(mode)
+    img.save(src / "x.png")
+    assert run_tool("colorize", [src, "--ckpt", trained, "-o", tmp_path / "out",
+                                 "--size", 32, "--device", "cpu"]) == 0
+    out = Image.open(tmp_path / "out" / "x.png")
+    assert out.size == (45, 33) and out.mode == "RGB"
+
+
+def test_exif_rotation_is_applied(trained, tmp_path):
+    img = photo((40, 24))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    assert run_tool("colorize", [tmp_path / "r.jpg", "--ckpt", trained, "-o", tmp_path / "out",
+                                 "--size", 32]) == 0
+    assert Image.open(tmp_path / "out" / "r.jpg").size == (24, 40)
+
+
+def test_nested_folders_side_by_side_and_format(trained, tmp_path):
+    (tmp_path / "in" / "a" / "b").mkdir(parents=True)
+    photo((30, 20)).save(tmp_path / "in" / "top.jpg")
+    photo((20, 30)).save(tmp_path / "in" / "a" / "b" / "deep.png")
+    (tmp_path / "in" / "notes.txt").write_text("not an image")
+    assert run_tool("colorize", [tmp_path / "in", "--ckpt", trained, "-o", tmp_path / "out",
+                                 "--size", 32, "--side-by-side", "--format", "png"]) == 0
+    assert Image.open(tmp_path / "out" / "top.png").size == (60, 20)
+    assert Image.open(tmp_path / "out" / "a" / "b" / "deep.png").size == (40, 30)
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.png")) == ["deep.png", "top.png"]
+
+
+def test_existing_outputs_are_not_overwritten(trained, tmp_path, capsys):
+    photo((20, 20)).save(tmp_path / "p.png")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "p.png").write_bytes(b"keep me")
+    args = [tmp_path / "p.png", "--ckpt", trained, "-o", tmp_path / "out", "--size", 32]
+    assert run_tool("colorize", args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "out" / "p.png").read_bytes() == b"keep me"
+    assert run_tool("colorize", args + ["--overwrite"]) == 0
+    assert Image.open(tmp_path / "out" / "p.png").size == (20, 20)
+
+
+def test_corrupt_file_among_good_ones(trained, tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        photo((24 + i, 24)).save(tmp_path / "in" / f"good{i}.png")
+    (tmp_path / "in" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    code = run_tool("colorize", [tmp_path / "in", "--ckpt", trained, "-o", tmp_path / "out",
+                                 "--size", 32])
+    err = capsys.readouterr().err
+    assert code == 1 and "bad.jpg" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good0.png", "good1.png",
+                                                                    "good2.png"]
+
+
+def test_checkpoint_that_cannot_colorize(tmp_path, capsys):
+    ckpt.save({"task": "probe", "state_dict": {}}, tmp_path / "probe.pt")
+    photo((20, 20)).save(tmp_path / "p.png")
+    assert run_tool("colorize", [tmp_path / "p.png", "--ckpt", tmp_path / "probe.pt",
+                                 "-o", tmp_path / "out"]) == 2
+    assert "cannot colorize" in capsys.readouterr().err
+    torch.save({"some": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a splitbrain checkpoint"):
+        load_colorizer(tmp_path / "foreign.pt")
+
+
+# --- the official ECCV16 release ------------------------------------------------------------
+
+def official_eccv16_shapes():
+    """Key -> shape of the released ECCV16 state dict, from its public model definition."""
+    shapes = {}
+
+    def conv(prefix, cin, cout, k=3, transposed=False):
+        shapes[f"{prefix}.weight"] = (cin, cout, k, k) if transposed else (cout, cin, k, k)
+        shapes[f"{prefix}.bias"] = (cout,)
+
+    def bn(prefix, c):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{prefix}.{name}"] = (c,)
+
+    widths = {1: (1, [64, 64]), 2: (64, [128, 128]), 3: (128, [256] * 3), 4: (256, [512] * 3),
+              5: (512, [512] * 3), 6: (512, [512] * 3), 7: (512, [512] * 3)}
+    for block, (cin, outs) in widths.items():
+        for i, cout in enumerate(outs):
+            conv(f"model{block}.{2 * i}", cin, cout)
+            cin = cout
+        bn(f"model{block}.{2 * len(outs)}", cin)
+    conv("model8.0", 512, 256, k=4, transposed=True)
+    conv("model8.2", 256, 256)
+    conv("model8.4", 256, 256)
+    conv("model8.6", 256, 313, k=1)
+    shapes["model_out.weight"] = (2, 313, 1, 1)
+    return shapes
+
+
+def fake_release():
+    g = torch.Generator().manual_seed(0)
+    state = {k: torch.randn(s, generator=g) * 0.05 for k, s in official_eccv16_shapes().items()}
+    for k in state:
+        if k.endswith("running_var"):
+            state[k] = state[k].abs() + 1
+    state["model_out.weight"] = (color.ab_bin_centres().t() / 110)[:, :, None, None]
+    return state
+
+
+def test_official_eccv16_weights_map_onto_our_network(tmp_path):
+    state = fake_release()
+    colorizer = from_official_eccv16(state)
+    own = colorizer.model.state_dict()
+    mapped = {k for k in own if not k.endswith("num_batches_tracked")}
+    # Every key of the release is used: all but model_out land in the network.
+    assert mapped == set(state) - {"model_out.weight"}
+    torch.testing.assert_close(colorizer.centres, color.ab_bin_centres(), atol=1e-4, rtol=0)
+
+
+def test_official_eccv16_decoding_is_reproduced(tmp_path):
+    state = fake_release()
+    torch.save(state, tmp_path / "colorization_release_v2-9b330a0b.pth")
+    colorizer = load_colorizer(tmp_path / "colorization_release_v2-9b330a0b.pth")
+    L = torch.rand(1, 1, 32, 32) * 100
+    # The release's own forward, on its unmodified weights: conv8 logits (x2.606 folded in),
+    # softmax, the 1x1 model_out convolution, x110.
+    from splitbrain.models import build_model
+    release = build_model("eccv16")
+    weights = {k: v for k, v in state.items() if k != "model_out.weight"}
+    release.load_state_dict({**release.state_dict(), **weights})
+    with torch.no_grad():
+        logits_release = release.eval()(L)
+    ref = torch.einsum("bqhw,cq->bchw", logits_release.softmax(1),
+                       state["model_out.weight"][:, :, 0, 0]) * 110
+    ours = colorizer.predict_ab(L)
+    ref_up = torch.nn.functional.interpolate(ref, size=(32, 32), mode="bilinear",
+                                             align_corners=False)
+    torch.testing.assert_close(ours, ref_up, atol=1e-3, rtol=1e-4)
+
+
+def test_python_api_accepts_paths(trained, tmp_path):
+    photo((33, 21)).save(tmp_path / "p.jpg")
+    out = colorize(tmp_path / "p.jpg", trained)
+    assert out.size == (33, 21)
+    assert isinstance(load_colorizer(trained), Colorizer)

@@ -1,0 +1,98 @@
+"""tools/train.py end to end on the bundled photos: outputs, TensorBoard, resume, bad input."""
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from splitbrain import checkpoint as ckpt
+from splitbrain import losses
+from tools_util import run_tool
+
+TINY = ["data.crop=32", "data.val_crop=32", "data.train_length=32", "data.val_length=8",
+        "optim.batch_size=4", "color.prior_images=8", "run.log_every=1", "run.image_every=2",
+        "run.val_every=2", "run.ckpt_every=2", "run.device=cpu"]
+
+
+def train(out, *extra, task="colorize", iterations=4):
+    return run_tool("train", ["--task", task, f"run.out={out}", f"optim.iterations={iterations}",
+                              *TINY, *extra])
+
+
+def test_short_run_writes_config_events_checkpoints_and_log(tmp_path):
+    out = tmp_path / "run"
+    assert train(out) == 0
+    for name in ("config.yaml", "train.log", "latest.pt", "best.pt"):
+        assert (out / name).is_file(), name
+    events = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("train/loss", "train/lr", "train/images_per_s", "val/loss", "val/model/auc",
+                "val/grey/auc", "val/model/auc_rebalanced"):
+        assert tag in tags["scalars"], tag
+    assert len(events.Scalars("train/loss")) == 4
+    assert tags["images"] and tags["histograms"]
+    state = ckpt.load(out / "latest.pt", task="colorize")
+    assert state["step"] == 4 and state["config"]["optim"]["iterations"] == 4
+    assert state["color"]["ab_centres"].shape == (313, 2)
+    assert torch.isfinite(state["color"]["class_weights"]).all()
+
+
+def test_resumed_run_matches_uninterrupted_run(tmp_path):
+    assert train(tmp_path / "full", iterations=6) == 0
+    assert train(tmp_path / "split", iterations=4) == 0
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={tmp_path / 'split'}",
+                              "optim.iterations=6"]) == 0
+    full = ckpt.load(tmp_path / "full" / "latest.pt")
+    split = ckpt.load(tmp_path / "split" / "latest.pt")
+    assert split["step"] == full["step"] == 6
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, split["state_dict"][key]), key
+
+
+def test_regression_loss_trains(tmp_path):
+    assert train(tmp_path / "reg", "loss=regression", iterations=2) == 0
+    state = ckpt.load(tmp_path / "reg" / "latest.pt")
+    assert state["color"]["head"] == "regression"
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, iterations=2) == 0
+    before = (out / "latest.pt").read_bytes()
+    assert train(out, iterations=2) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "latest.pt").read_bytes() == before
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, capsys):
+    real = losses.soft_cross_entropy
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 3 else loss
+
+    monkeypatch.setattr(losses, "soft_cross_entropy", poisoned)
+    out = tmp_path / "run"
+    # Steps 1-2 fine (checkpoint at 2; validation calls the loss too), then NaN.
+    assert train(out, "run.val_every=100", iterations=6) == 3
+    assert "loss is nan" in capsys.readouterr().out
+    assert ckpt.load(out / "latest.pt")["step"] == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=0.1", "did you mean optim.lr"),
+    ("optim.iterations=ten", "expects int"),
+    ("data.train=/no/such/folder", "/no/such/folder"),
+])
+def test_bad_input_is_a_clear_error(tmp_path, capsys, override, message):
+    assert train(tmp_path / "run", override) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_from_a_checkpoint_of_another_task_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    ckpt.save({"task": "probe", "config": {}}, out / "latest.pt")
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 2
+    assert "task 'probe'" in capsys.readouterr().err

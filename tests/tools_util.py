@@ -1,0 +1,29 @@
+"""Run an entry script of tools/ in-process, as its command line would."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name, argv):
+    """Call tools/<name>.py main(argv); return its exit code (0 when it returns)."""
+    try:
+        load_tool(name).main([str(a) for a in argv])
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0
+
+
+@pytest.fixture
+def tool():
+    return run_tool
