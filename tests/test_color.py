@@ -68,6 +68,17 @@ def test_lightness_and_sampled_ab_equal_full_conversion():
     torch.testing.assert_close(color.sample_ab(rgb, (16, 24)), lab[:, 1:], atol=1e-4, rtol=0)
 
 
+def test_eight_bit_input_gives_the_same_lab_as_float():
+    u8 = torch.randint(0, 256, (2, 3, 16, 24), dtype=torch.uint8,
+                       generator=torch.Generator().manual_seed(8))
+    lab = color.rgb_to_lab(u8.float() / 255)
+    torch.testing.assert_close(color.lightness(u8), lab[:, :1], atol=1e-4, rtol=0)
+    torch.testing.assert_close(color.sample_ab(u8, (4, 6)), lab[:, 1:, ::4, ::4],
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(color.sample_ab(u8, (5, 7)),
+                               color.sample_ab(u8.float() / 255, (5, 7)), atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize("scheme", sorted(color.L_NORMS))
 def test_l_normalisation_round_trip(scheme):
     L = torch.linspace(0, 100, 11)

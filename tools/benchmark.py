@@ -83,10 +83,13 @@ def main(argv=None):
 
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
-    rgb = torch.rand(args.batch, 3, args.size, args.size, generator=g)
+    # 8-bit images, as decoded photos are; the reference gets the same values as floats.
+    rgb_u8 = torch.randint(0, 256, (args.batch, 3, args.size, args.size), dtype=torch.uint8,
+                           generator=g)
+    rgb = rgb_u8.float() / 255
     prior = torch.rand(color.NUM_AB_BINS, generator=g).double()
     class_weights = color.rebalance_weights(prior / prior.sum())
-    rgb_dev, cw_dev = rgb.to(device), class_weights.to(device)
+    rgb_dev, cw_dev = rgb_u8.to(device), class_weights.to(device)
 
     def run_ours():
         out = ours(rgb_dev, args.stride, cw_dev, args.k, 5.0)

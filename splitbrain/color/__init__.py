@@ -4,7 +4,7 @@ Everything here runs batched on the tensor's device. See DESIGN §1 for the defi
 """
 
 from .lab import (AB_SCALE, L_CENTER, L_NORMS, L_RANGE, denormalize_l, grey_rgb, lab_to_rgb,
-                  lightness, normalize_l, rgb_to_lab, sample_ab)
+                  lightness, normalize_l, rgb_to_lab, sample_ab, to_float_rgb)
 from .prior import (GREY_THRESHOLD, AbHistogram, colorful_mask, prior_entropy,
                     rebalance_weights, smooth_prior)
 from .quantize import (AB_GRID, L_BIN_WIDTH, NUM_AB_BINS, NUM_L_BINS, ab_bin_centres,
@@ -16,5 +16,5 @@ __all__ = [
     "NUM_AB_BINS", "NUM_L_BINS", "AbHistogram", "ab_bin_centres", "annealed_mean",
     "colorful_mask", "dense_target", "denormalize_l", "grey_rgb", "l_bin_centres",
     "lab_to_rgb", "nearest_ab_bin", "normalize_l", "prior_entropy", "quantize_l",
-    "rebalance_weights", "lightness", "rgb_to_lab", "sample_ab", "smooth_prior", "soft_encode",
+    "rebalance_weights", "lightness", "rgb_to_lab", "sample_ab", "smooth_prior", "soft_encode", "to_float_rgb",
 ]

@@ -5,6 +5,8 @@ the Caffe training nets feed ``L - 50`` ("center"); the published PyTorch port o
 model feeds ``(L - 50) / 100`` ("unit"). A checkpoint records which one its network expects.
 """
 
+import functools
+
 import kornia
 import torch
 import torch.nn.functional as F
@@ -40,14 +42,34 @@ def lab_to_rgb(lab, clip=True):
     return kornia.color.lab_to_rgb(lab, clip=clip)
 
 
+def to_float_rgb(rgb):
+    """uint8 sRGB (0..255) -> float in [0, 1]; float input is returned as it is."""
+    return rgb.float().div_(255) if rgb.dtype == torch.uint8 else rgb
+
+
+@functools.lru_cache(maxsize=8)
+def _y_lut(device):
+    """(3, 256): each 8-bit level's linear-light contribution to Y, per channel."""
+    levels = torch.arange(256, dtype=torch.float32).div(255).expand(3, 1, 256)  # (3, 1, 256)
+    linear = kornia.color.rgb_to_linear_rgb(levels.contiguous())[:, 0]  # (3, 256)
+    return (_Y_FROM_LINEAR[:, None] * linear).to(device)
+
+
 def lightness(rgb):
     """CIE L of an sRGB batch, (B, 3, H, W) -> (B, 1, H, W); equal to ``rgb_to_lab(rgb)[:, :1]``.
 
     L depends only on the luminance Y, so this skips the X and Z work that a full conversion
     does: the training step needs L at full resolution but ab only at the output resolution.
+    For 8-bit input (uint8) the sRGB decoding is a 256-entry table lookup per channel.
     """
-    linear = kornia.color.rgb_to_linear_rgb(rgb)
-    y = torch.einsum("c,bchw->bhw", _Y_FROM_LINEAR.to(linear), linear).unsqueeze(1)
+    if rgb.dtype == torch.uint8:
+        lut = _y_lut(rgb.device)  # (3, 256)
+        idx = rgb.long()
+        y = lut[0][idx[:, 0]] + lut[1][idx[:, 1]] + lut[2][idx[:, 2]]  # (B, H, W)
+        y = y.unsqueeze(1)
+    else:
+        linear = kornia.color.rgb_to_linear_rgb(rgb)
+        y = torch.einsum("c,bchw->bhw", _Y_FROM_LINEAR.to(linear), linear).unsqueeze(1)
     # CIE f(t) with the same linear segment below (6/29)^3 as kornia's rgb_to_lab.
     f = torch.where(y > 0.008856, y.clamp(min=0.008856).pow(1 / 3), 7.787 * y + 4 / 29)
     return 116.0 * f - 16.0
@@ -60,14 +82,17 @@ def sample_ab(rgb, size):
     official training layer does; only the sampled pixels are converted.
 
     Args:
-        rgb: (B, 3, H, W) in [0, 1].
+        rgb: (B, 3, H, W), float in [0, 1] or uint8.
 
     Returns:
         (B, 2, h, w).
     """
-    if tuple(size) != tuple(rgb.shape[-2:]):
-        rgb = F.interpolate(rgb, size=tuple(size), mode="nearest")
-    return rgb_to_lab(rgb)[:, 1:]
+    (H, W), (h, w) = rgb.shape[-2:], tuple(size)
+    if H % h == 0 and W % w == 0:
+        rgb = rgb[:, :, ::H // h, ::W // w]  # the same pixels nearest sampling picks
+    else:
+        rgb = F.interpolate(to_float_rgb(rgb), size=(h, w), mode="nearest")
+    return rgb_to_lab(to_float_rgb(rgb))[:, 1:]
 
 
 def _l_norm(scheme):
