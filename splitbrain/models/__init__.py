@@ -1,0 +1,27 @@
+"""The networks, by name: ``MODELS`` maps a name to a factory taking keyword arguments.
+
+Every model takes raw colour channels (L in [0, 100], a and b in about [-110, 110]), normalises
+them itself, returns logits, and exposes named feature taps through ``forward_features``.
+"""
+
+from .alexnet import AlexNetColorization, AlexNetEncoder, AlexNetFCN, alexnet_colorization, \
+    alexnet_colorization_small
+from .eccv16 import ECCV16, eccv16, eccv16_small
+
+MODELS = {
+    "eccv16": eccv16,
+    "eccv16_small": eccv16_small,
+    "alexnet_colorization": alexnet_colorization,
+    "alexnet_colorization_small": alexnet_colorization_small,
+}
+
+
+def build_model(name, **kwargs):
+    """Build the model registered as ``name`` in ``MODELS`` with the factory's keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    return MODELS[name](**kwargs)
+
+
+__all__ = ["MODELS", "build_model", "AlexNetColorization", "AlexNetEncoder", "AlexNetFCN",
+           "ECCV16"]
