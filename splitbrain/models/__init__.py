@@ -4,15 +4,19 @@ Every model takes raw colour channels (L in [0, 100], a and b in about [-110, 11
 them itself, returns logits, and exposes named feature taps through ``forward_features``.
 """
 
-from .alexnet import AlexNetColorization, AlexNetEncoder, AlexNetFCN, alexnet_colorization, \
-    alexnet_colorization_small
+from .alexnet import (AlexNetColorization, AlexNetEncoder, AlexNetFCN, alexnet_colorization,
+                      alexnet_colorization_small)
 from .eccv16 import ECCV16, eccv16, eccv16_small
+from .splitbrain import (LAB_SPLIT, SplitBrain, SplitBrainHalf, splitbrain_alexnet,
+                         splitbrain_alexnet_small)
 
 MODELS = {
     "eccv16": eccv16,
     "eccv16_small": eccv16_small,
     "alexnet_colorization": alexnet_colorization,
     "alexnet_colorization_small": alexnet_colorization_small,
+    "splitbrain_alexnet": splitbrain_alexnet,
+    "splitbrain_alexnet_small": splitbrain_alexnet_small,
 }
 
 
@@ -23,5 +27,5 @@ def build_model(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "build_model", "AlexNetColorization", "AlexNetEncoder", "AlexNetFCN",
-           "ECCV16"]
+__all__ = ["LAB_SPLIT", "MODELS", "build_model", "AlexNetColorization", "AlexNetEncoder",
+           "AlexNetFCN", "ECCV16", "SplitBrain", "SplitBrainHalf"]
