@@ -160,6 +160,8 @@ class SplitBrainObjective:
     def __call__(self, model, rgb):
         lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
         outputs = model(lab)  # one (B, Q_i, h_i, w_i) per half
+        if torch.is_tensor(outputs):  # a half trained alone
+            outputs = [outputs]
         total, logs = 0.0, {}
         for half, head, name, out in zip(self.halves, self.heads, self.names, outputs):
             # Ground truth at the head's resolution, nearest sampling: (B, C, h, w).
@@ -182,7 +184,8 @@ class SplitBrainObjective:
         return losses.soft_cross_entropy(out, idx, w, pixel_w)
 
     def _half(self, targets):
-        return next(i for i, h in enumerate(self.halves) if h["targets"] == targets)
+        """Index of the half predicting ``targets``, or None when it is not trained."""
+        return next((i for i, h in enumerate(self.halves) if h["targets"] == targets), None)
 
     def predict_ab(self, outputs, temperature=0.38):
         """The L -> ab half's prediction as ab (B, 2, h, w)."""
@@ -198,11 +201,15 @@ class SplitBrainObjective:
         return color.annealed_mean(outputs[i], color.l_bin_centres(), temperature)
 
     def new_metrics(self):
-        """Colour metrics of the L -> ab half, with the all-grey baseline."""
+        """Colour metrics of the L -> ab half (if trained), with the all-grey baseline."""
         from .metrics import ColorMetrics
+        if self._half(AB_CHANNELS) is None:
+            return {}
         return {"model": ColorMetrics(), "grey": ColorMetrics()}
 
     def update_metrics(self, metrics, rgb, outputs, temperature=0.38):
+        if not metrics:
+            return
         lab = color.rgb_to_lab(rgb)
         L, true_ab = lab[:, :1], lab[:, 1:]
         pred_ab = F.interpolate(self.predict_ab(outputs, temperature), size=L.shape[-2:],
@@ -216,13 +223,15 @@ class SplitBrainObjective:
 
     def visuals(self, rgb, outputs, temperature=0.38):
         """L -> ab colorization beside the truth, and ab -> L lightness beside the true L."""
-        lab = color.rgb_to_lab(rgb)
-        L = lab[:, :1]
-        pred_l = F.interpolate(self.predict_l(outputs, temperature), size=L.shape[-2:],
-                               mode="bilinear", align_corners=False)
+        L = color.rgb_to_lab(rgb)[:, :1]
         grey = lambda lightness: lightness.expand(-1, 3, -1, -1).clamp(0, 100) / 100  # noqa: E731
-        return {"input_L": grey(L),
-                "l2ab_colour": join_lab(L, self.predict_ab(outputs, temperature)),
-                "truth": rgb,
-                "ab2l_lightness": grey(pred_l),
-                "true_lightness": grey(L)}
+        rows = {"input_L": grey(L)}
+        if self._half(AB_CHANNELS) is not None:
+            rows["l2ab_colour"] = join_lab(L, self.predict_ab(outputs, temperature))
+            rows["truth"] = rgb
+        if self._half(L_CHANNELS) is not None:
+            pred_l = F.interpolate(self.predict_l(outputs, temperature), size=L.shape[-2:],
+                                   mode="bilinear", align_corners=False)
+            rows["ab2l_lightness"] = grey(pred_l)
+            rows["true_lightness"] = grey(L)
+        return rows

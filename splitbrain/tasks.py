@@ -78,3 +78,49 @@ def setup_colorize(cfg, train_set, device, log, resume=None):
 
 
 TASKS = {"colorize": setup_colorize}
+
+
+def half_names(specs):
+    """A name per half for logs: "l2ab" / "ab2l" for the Lab halves, else "half<i>"."""
+    from .models.splitbrain import LAB_HALVES
+
+    by_channels = {(tuple(i), tuple(t)): name for name, (i, t) in LAB_HALVES.items()}
+    return [by_channels.get((tuple(s["inputs"]), tuple(s["targets"])), f"half{i}")
+            for i, s in enumerate(specs)]
+
+
+def split_specs(model):
+    """The split of a SplitBrain model, or the one spec of a half trained alone."""
+    return list(model.split) if hasattr(model, "split") else [model.spec]
+
+
+def setup_splitbrain(cfg, train_set, device, log, resume=None):
+    """Model and objective of ``--task splitbrain``; ``model.half`` trains one half alone."""
+    from .objectives import SplitBrainObjective
+
+    m, c = cfg["model"], cfg["color"]
+    kwargs = {"pool": m["pool"], "heads": list(m["heads"]), "half": m["half"]}
+    model = build_model(m["name"], **kwargs)
+    specs = split_specs(model)
+
+    prior = None
+    if resume is not None and "prior" in resume.get("color", {}):
+        prior = resume["color"]["prior"].double()
+    elif c["prior"]:
+        prior = load_prior(c["prior"])
+    elif c["rebalance"]:
+        prior, _ = estimate_prior(train_set, c["prior_images"], device=device,
+                                  sigma=c["prior_sigma"])
+    class_weights = None
+    if c["rebalance"]:
+        class_weights = color.rebalance_weights(prior, c["lambda"]).to(device)
+    objective = SplitBrainObjective(specs, [s["head"] for s in specs], half_names(specs),
+                                    k=c["k"], sigma=c["sigma"], class_weights=class_weights)
+    extra = {"color": {"ab_centres": color.ab_bin_centres(), "l_norm": model.l_norm,
+                       "temperature": c["temperature"]}}
+    if prior is not None:
+        extra["color"]["prior"] = prior.float()
+    return Setup(model, {"name": m["name"], "kwargs": kwargs}, objective, extra)
+
+
+TASKS["splitbrain"] = setup_splitbrain
