@@ -166,4 +166,32 @@ def _colorizer_from_colorize_ckpt(state, path):
     return Colorizer(model, c["head"], c["ab_centres"].float(), c["temperature"])
 
 
-COLORIZER_BUILDERS = {"colorize": _colorizer_from_colorize_ckpt}
+def _colorizer_from_splitbrain_ckpt(state, path):
+    """The L -> ab half of a split-brain model (or an L -> ab half trained alone)."""
+    spec, c = state["model"], state["color"]
+    model = build_model(spec["name"], **spec["kwargs"])
+    ckpt.load_state_dict(model, state["state_dict"], path)
+    try:
+        half = model.half("l2ab") if hasattr(model, "half") else model
+    except ValueError:
+        half = None
+    if half is None or (half.inputs, half.targets) != ([0], [1, 2]):
+        raise ckpt.CheckpointError(f"{path} has no L -> ab half, so it cannot colorize; pass a "
+                                   f"checkpoint trained with model.half=both or l2ab")
+    head = "regression" if half.head_type == "reg" else "classification"
+    return Colorizer(_LabInput(half), head, c["ab_centres"].float(), c["temperature"])
+
+
+class _LabInput(torch.nn.Module):
+    """Feeds a split-brain half, which selects its channels from Lab, from L alone."""
+
+    def __init__(self, half):
+        super().__init__()
+        self.half = half
+
+    def forward(self, L):
+        return self.half(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
+
+
+COLORIZER_BUILDERS = {"colorize": _colorizer_from_colorize_ckpt,
+                      "splitbrain": _colorizer_from_splitbrain_ckpt}

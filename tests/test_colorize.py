@@ -183,7 +183,7 @@ def test_official_eccv16_weights_map_onto_our_network(tmp_path):
 def test_official_eccv16_decoding_is_reproduced(tmp_path):
     state = fake_release()
     torch.save(state, tmp_path / "colorization_release_v2-9b330a0b.pth")
-    colorizer = load_colorizer(tmp_path / "colorization_release_v2-9b330a0b.pth")
+    colorizer = load_colorizer(tmp_path / "colorization_release_v2-9b330a0b.pth", size=32)
     L = torch.rand(1, 1, 32, 32) * 100
     # The release's own forward, on its unmodified weights: conv8 logits (x2.606 folded in),
     # softmax, the 1x1 model_out convolution, x110.

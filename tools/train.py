@@ -166,8 +166,9 @@ def main(argv=None):
             if metrics["val/loss"] < best_loss:
                 best_loss = metrics["val/loss"]
                 save(best, metrics)
-        if step % r["ckpt_every"] == 0 or step == o["iterations"]:
+        if step % r["ckpt_every"] == 0:
             save(latest)
+    save(latest)
     bar.close()
     writer.close()
     log(f"done: {step} steps; checkpoints in {run_dir}")
