@@ -16,7 +16,7 @@ from PIL import Image
 
 from . import checkpoint as ckpt
 from . import color
-from .models import build_model
+from .models import SplitBrain, build_model
 from .objectives import decode_ab
 
 # The official PyTorch ECCV16 release multiplies the last layer's logits by this factor (the
@@ -172,7 +172,7 @@ def _colorizer_from_splitbrain_ckpt(state, path):
     model = build_model(spec["name"], **spec["kwargs"])
     ckpt.load_state_dict(model, state["state_dict"], path)
     try:
-        half = model.half("l2ab") if hasattr(model, "half") else model
+        half = model.half("l2ab") if isinstance(model, SplitBrain) else model
     except ValueError:
         half = None
     if half is None or (half.inputs, half.targets) != ([0], [1, 2]):
@@ -187,10 +187,10 @@ class _LabInput(torch.nn.Module):
 
     def __init__(self, half):
         super().__init__()
-        self.half = half
+        self.net = half
 
     def forward(self, L):
-        return self.half(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
+        return self.net(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
 
 
 COLORIZER_BUILDERS = {"colorize": _colorizer_from_colorize_ckpt,

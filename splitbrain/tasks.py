@@ -70,7 +70,7 @@ def setup_colorize(cfg, train_set, device, log, resume=None):
         "head": cfg["loss"],
         "ab_centres": color.ab_bin_centres(),
         "l_norm": cfg["model"]["l_norm"],
-        "prior": prior.float(),
+        "prior": prior,  # float64: a resumed run must rebuild identical weights
         "class_weights": class_weights,
         "temperature": c["temperature"],
     }}
@@ -119,7 +119,7 @@ def setup_splitbrain(cfg, train_set, device, log, resume=None):
     extra = {"color": {"ab_centres": color.ab_bin_centres(), "l_norm": model.l_norm,
                        "temperature": c["temperature"]}}
     if prior is not None:
-        extra["color"]["prior"] = prior.float()
+        extra["color"]["prior"] = prior
     return Setup(model, {"name": m["name"], "kwargs": kwargs}, objective, extra)
 
 

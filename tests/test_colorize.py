@@ -63,7 +63,8 @@ def test_every_input_mode_through_the_cli(trained, tmp_path, mode):
     img = photo((45, 33))
     if mode == "I;16":
         arr = (np.asarray(img.convert("L"), dtype=np.uint16) * 257)
-        img = Image.fromarray(arr, mode="I;16")
+        img = Image.fromarray(arr)  # uint16 -> mode I;16
+        assert img.mode == "I;16"
     else:
         img = img.convert(mode)
     img.save(src / "x.png")
