@@ -5,13 +5,11 @@
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from . import color
-from .engine import eval_loader
 from .models import build_model
+from .prior import estimate_prior, load_prior
 from .objectives import ColorizationObjective
 
 
@@ -21,25 +19,6 @@ class Setup:
     model_spec: dict          # {"name": ..., "kwargs": {...}}: enough to rebuild the model
     objective: object
     extra: dict = field(default_factory=dict)  # plain data stored in every checkpoint
-
-
-def estimate_prior(dataset, max_images, batch_size=32, device="cpu", sigma=5.0):
-    """Smoothed ab prior of up to ``max_images`` images of ``dataset`` (grey images skipped)."""
-    hist = color.AbHistogram()
-    n = min(max_images, len(dataset)) if max_images else len(dataset)
-    loader = eval_loader(torch.utils.data.Subset(dataset, range(n)), batch_size)
-    for rgb, _ in tqdm(loader, desc="ab prior", leave=False, disable=None):
-        ab = color.rgb_to_lab(rgb.to(device))[:, 1:]
-        hist.update(ab, color.colorful_mask(ab))
-    return hist.prior(sigma), hist
-
-
-def load_prior(path):
-    """A prior written by tools/compute_prior.py: (313,) probabilities."""
-    prior = torch.from_numpy(np.load(path)).double().flatten()
-    if prior.numel() != color.NUM_AB_BINS or not torch.isfinite(prior).all() or prior.sum() <= 0:
-        raise ValueError(f"{path} is not a 313-bin ab prior; make one with tools/compute_prior.py")
-    return prior / prior.sum()
 
 
 def setup_colorize(cfg, train_set, device, log, resume=None):

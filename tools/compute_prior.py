@@ -1,0 +1,60 @@
+#!/usr/bin/env python
+"""Compute the empirical ab prior of a dataset, for class rebalancing.
+
+    python tools/compute_prior.py --data /data/imagenet/train --out prior.npy
+    python tools/train.py --task colorize color.prior=prior.npy
+
+--data takes a folder of images (searched recursively), sample, cifar10 or stl10.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from splitbrain import color  # noqa: E402
+from splitbrain.data import build_dataset  # noqa: E402
+from splitbrain.engine import resolve_device  # noqa: E402
+from splitbrain.prior import estimate_prior, save_prior, summary  # noqa: E402
+from splitbrain.runlog import fatal  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True, help="where to write the prior (.npy)")
+    parser.add_argument("--size", type=int, default=176, help="centre crop of each image")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-images", type=int, default=0, help="0 = every image")
+    parser.add_argument("--length", type=int, default=1024, help="sample: number of crops")
+    parser.add_argument("--sigma", type=float, default=5.0, help="smoothing, ab units")
+    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--root", default="./data", help="where cifar10 / stl10 live")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        fatal(f"{out} exists; pass --overwrite to replace it")
+    try:
+        dataset = build_dataset(args.data, "train", args.size, train=False, length=args.length,
+                                root=args.root)
+        prior, hist = estimate_prior(dataset, args.max_images, args.batch_size,
+                                     resolve_device(args.device), args.sigma, args.workers)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        fatal(err)
+    save_prior(prior.numpy(), out)
+    s = summary(prior, hist)
+    skipped = len(getattr(dataset, "skipped", ()))
+    print(f"wrote {out}")
+    print(f"images used: {s['images']} (grey images left out); unreadable files skipped: {skipped}")
+    print(f"bins seen: {s['bins_seen']} of {color.NUM_AB_BINS}; "
+          f"entropy: {s['entropy_bits']:.2f} bits")
+    print(f"rebalancing weights (lambda 0.5): {s['weight_min']:.3f} .. {s['weight_max']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
