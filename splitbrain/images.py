@@ -1,5 +1,6 @@
-"""Reading image files safely: any mode to 8-bit sRGB, EXIF rotation, clear errors."""
+"""Reading image files safely: any PIL mode to 8-bit sRGB, EXIF rotation, clear errors."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -10,48 +11,102 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 class ImageReadError(OSError):
-    """An image file that cannot be decoded."""
+    """An image file that cannot be decoded; the message names the file and the problem."""
 
     def __init__(self, path, reason):
         super().__init__(f"cannot read image {path}: {reason}")
         self.path, self.reason = Path(path), reason
 
+    def __reduce__(self):
+        # The default reduce would call __init__ with the message alone.
+        return type(self), (self.path, self.reason)
+
 
 def is_image_path(path):
+    """Whether ``path`` has one of :data:`IMAGE_EXTENSIONS` (any case)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def find_images(paths):
-    """Image files under ``paths`` (files or folders, searched recursively), sorted."""
-    if isinstance(paths, (str, Path)):
+    """Image files under one or more files or folders.
+
+    Folders are searched recursively (following symbolic links, each real folder once) for
+    files with an extension in :data:`IMAGE_EXTENSIONS`; hidden files and folders (name
+    starting with ".") are ignored. A file named directly is taken whatever its extension.
+
+    Args:
+        paths: a path, or a list of paths.
+
+    Returns:
+        Sorted list of unique :class:`~pathlib.Path`.
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: a folder holds no images.
+    """
+    if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    found = []
+    found = set()
     for path in map(Path, paths):
         if not path.exists():
-            raise FileNotFoundError(f"path not found: {path}")
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and is_image_path(p))
-            if not files:
-                raise ValueError(f"no images in {path} (looked recursively for "
-                                 f"{', '.join(IMAGE_EXTENSIONS)})")
-            found += files
-        else:
-            found.append(path)
-    return found
+            raise FileNotFoundError(f"no such file or folder: {path}")
+        if not path.is_dir():
+            found.add(path)
+            continue
+        files = _images_under(path)
+        if not files:
+            raise ValueError(f"no images in {path} (searched recursively for "
+                             f"{', '.join(IMAGE_EXTENSIONS)}, any case)")
+        found.update(files)
+    if not found:
+        raise ValueError("no image paths given")
+    return sorted(found)
+
+
+def _images_under(folder):
+    files, seen = [], set()
+    for top, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree would otherwise loop forever
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        files += [Path(top, n) for n in names if not n.startswith(".") and is_image_path(n)]
+    return files
 
 
 def load_rgb(path):
-    """Decode an image file to an 8-bit sRGB PIL image, EXIF orientation applied.
+    """Decode an image file to an 8-bit RGB PIL image.
 
-    Transparent images are composited on white. 16-bit and float grey images are scaled to
-    8 bits (not clipped).
+    The EXIF orientation is applied, so the image is upright as a viewer shows it. The whole
+    file is decoded here, so a truncated file fails now rather than in the middle of a run.
+    Modes are converted as follows:
+
+    - transparent images (RGBA, LA, PA, palette with a transparent colour) are composited on
+      white;
+    - 16-bit and 32-bit integer grey (I;16, I;16B, I) is read as 0..65535 and scaled to 8 bits
+      (value / 257, rounded; negative values become 0, values above 65535 become 255);
+    - float grey (F) is read as 0..1 when no value exceeds 1, else as 0..255;
+    - everything else (L, 1, P, CMYK, YCbCr, ...) goes through PIL's own conversion.
+
+    Embedded ICC colour profiles are not applied: pixel values are taken as sRGB.
+
+    Args:
+        path: the image file.
+
+    Returns:
+        A PIL image in mode "RGB".
 
     Raises:
-        ImageReadError: naming the file and the problem.
+        ImageReadError: the file is missing, empty, not an image, truncated or corrupt, too
+            large to decode safely (PIL's ``Image.MAX_IMAGE_PIXELS``), or in a mode that
+            cannot be converted. The message names the file and the problem.
     """
     path = Path(path)
     try:
         with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
@@ -61,22 +116,37 @@ def load_rgb(path):
         raise ImageReadError(path, f"too large to decode safely ({err})") from None
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
-    except (OSError, ValueError, SyntaxError) as err:
-        reason = "empty file" if path.is_file() and path.stat().st_size == 0 else str(err)
-        raise ImageReadError(path, reason or type(err).__name__) from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not a file") from None
+    except Exception as err:  # noqa: BLE001
+        # PIL's decoders fail with many exception types (OSError, SyntaxError, EOFError,
+        # struct.error, zlib.error, IndexError, ...); all of them mean "this file is bad".
+        if path.is_file() and path.stat().st_size == 0:
+            reason = "empty file (0 bytes)"
+        else:
+            reason = str(err) or type(err).__name__
+        raise ImageReadError(path, reason) from None
 
 
 def to_rgb(img):
-    """Any PIL mode -> 8-bit RGB."""
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / top * 255.0, 0, 255).round().astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+    """Convert a decoded PIL image of any mode to 8-bit RGB (see :func:`load_rgb`)."""
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I"):  # I;16, I;16B, I;16L, I;16N, I: 16-bit grey
+        arr = np.asarray(img).astype(np.int64).clip(0, 65535)
+        return _grey_to_rgb((arr * 255 + 32767) // 65535)  # round(value / 257), exactly
+    if img.mode == "F":
+        arr = np.nan_to_num(np.asarray(img, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+        return _grey_to_rgb(np.clip(np.round(arr * scale), 0, 255))
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
+    if img.mode in ("RGBA", "RGBa", "LA", "PA"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def _grey_to_rgb(arr):
+    return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")

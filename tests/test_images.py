@@ -1,102 +1,183 @@
 """Image files of every kind become 8-bit sRGB, or fail with an error naming the file."""
 
 import io
+import os
+import pickle
 
 import numpy as np
 import pytest
 from PIL import Image
-from skimage import data as skdata
 
-from splitbrain.images import ImageReadError, find_images, load_rgb
-
-
-def photo(size=(40, 30)):
-    return Image.fromarray(skdata.astronaut()).resize(size)
+from splitbrain.images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_rgb, to_rgb
 
 
-def test_rgb_is_unchanged(tmp_path):
+def pixels(img):
+    return np.asarray(img, dtype=np.float64)
+
+
+def test_rgb_is_unchanged(tmp_path, photo):
     img = photo()
     img.save(tmp_path / "a.png")
     out = load_rgb(tmp_path / "a.png")
     assert out.mode == "RGB" and np.array_equal(np.asarray(out), np.asarray(img))
 
 
-def test_grey_and_palette(tmp_path):
+def test_grey_and_palette_without_transparency(tmp_path, photo):
     grey = photo().convert("L")
     grey.save(tmp_path / "g.png")
     out = np.asarray(load_rgb(tmp_path / "g.png"))
+    assert out.shape == (30, 40, 3)
     assert all(np.array_equal(out[..., c], np.asarray(grey)) for c in range(3))
     pal = photo().convert("P")
     pal.save(tmp_path / "p.png")
     assert np.array_equal(np.asarray(load_rgb(tmp_path / "p.png")), np.asarray(pal.convert("RGB")))
 
 
-def test_transparency_is_composited_on_white(tmp_path):
-    rgba = np.zeros((4, 4, 4), np.uint8)
-    rgba[..., 0] = 200
-    rgba[:2, ..., 3] = 255  # top half opaque red-ish, bottom fully transparent
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
-    out = np.asarray(load_rgb(tmp_path / "t.png"))
-    assert (out[:2] == [200, 0, 0]).all() and (out[2:] == 255).all()
-    # A palette image with a transparent index goes the same way.
+@pytest.mark.parametrize("mode", ["RGBA", "LA"])
+def test_alpha_is_composited_on_white(tmp_path, photo, mode):
+    img = photo().convert(mode[:-1])
+    alpha = np.linspace(0, 255, 40 * 30).reshape(30, 40).round().astype(np.uint8)
+    img.putalpha(Image.fromarray(alpha))
+    img.save(tmp_path / "t.png")
+    # Reference: the "over" operator on a white background, straight (not premultiplied) alpha.
+    colour = pixels(img.convert("RGB"))
+    a = alpha[..., None] / 255.0
+    expected = colour * a + 255.0 * (1 - a)
+    assert np.abs(pixels(load_rgb(tmp_path / "t.png")) - expected).max() <= 1
+
+
+def test_palette_with_a_transparent_index(tmp_path):
     pal = Image.new("P", (2, 1))
     pal.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
     pal.putpixel((0, 0), 0)
     pal.putpixel((1, 0), 1)
-    pal.info["transparency"] = 0
     pal.save(tmp_path / "pt.png", transparency=0)
+    assert Image.open(tmp_path / "pt.png").mode == "P"
     assert np.asarray(load_rgb(tmp_path / "pt.png")).tolist() == [[[255, 255, 255], [10, 20, 30]]]
 
 
-def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
-    arr = np.array([[0, 257 * 100, 65535]], dtype=np.uint16)
-    Image.fromarray(arr).save(tmp_path / "16.png")
+VALUES_16 = np.array([[0, 1, 128, 129, 257 * 100, 32767, 40000, 65534, 65535]])
+
+
+def test_sixteen_bit_grey_file_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(VALUES_16.astype(np.uint16)).save(tmp_path / "16.png")
     assert Image.open(tmp_path / "16.png").mode.startswith("I")
-    out = np.asarray(load_rgb(tmp_path / "16.png"))[..., 0]
-    assert out.tolist() == [[0, 100, 255]]
+    out = np.asarray(load_rgb(tmp_path / "16.png"))
+    assert np.array_equal(out[..., 0], np.round(VALUES_16 / 257))  # reference: value / 257
+    assert (out[..., 0] == out[..., 2]).all()
 
 
-def test_cmyk_round_trip_close_to_rgb(tmp_path):
+def test_every_sixteen_bit_mode_scales_alike():
+    big_endian = Image.frombytes("I;16B", (VALUES_16.shape[1], 1),
+                                 VALUES_16.astype(">u2").tobytes())
+    int32 = Image.fromarray(VALUES_16.astype(np.int32))
+    assert int32.mode == "I"
+    for img in (big_endian, int32):
+        assert np.array_equal(np.asarray(to_rgb(img))[..., 1], np.round(VALUES_16 / 257))
+    # 32-bit values outside the 16-bit range saturate instead of wrapping around.
+    out_of_range = Image.fromarray(np.array([[-5, 70000]], dtype=np.int32))
+    assert np.asarray(to_rgb(out_of_range))[..., 0].tolist() == [[0, 255]]
+
+
+def test_float_grey():
+    unit = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    assert np.asarray(to_rgb(Image.fromarray(unit)))[..., 0].tolist() == [[0, 128, 255]]
+    eight_bit = np.array([[0.0, 100.0, 300.0]], dtype=np.float32)
+    assert np.asarray(to_rgb(Image.fromarray(eight_bit)))[..., 0].tolist() == [[0, 100, 255]]
+
+
+def test_cmyk_round_trips_to_the_rgb_it_came_from(tmp_path, photo):
     img = photo()
-    img.convert("CMYK").save(tmp_path / "c.jpg", quality=100)
-    out = np.asarray(load_rgb(tmp_path / "c.jpg"), dtype=float)
-    assert np.abs(out - np.asarray(img, dtype=float)).mean() < 8
+    img.convert("CMYK").save(tmp_path / "c.tif")  # lossless: exact
+    assert np.array_equal(np.asarray(load_rgb(tmp_path / "c.tif")), np.asarray(img))
+    img.convert("CMYK").save(tmp_path / "c.jpg", quality=100)  # lossy: close
+    assert Image.open(tmp_path / "c.jpg").mode == "CMYK"
+    assert np.abs(pixels(load_rgb(tmp_path / "c.jpg")) - pixels(img)).mean() < 8
 
 
-def test_exif_orientation_is_applied(tmp_path):
+def test_exif_orientation_is_applied(tmp_path, photo):
+    img = photo(size=(48, 32))
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotated 90 degrees
-    photo((40, 30)).save(tmp_path / "r.jpg", exif=exif.tobytes())
-    assert load_rgb(tmp_path / "r.jpg").size == (30, 40)
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes(), quality=95)
+    out = load_rgb(tmp_path / "r.jpg")
+    assert out.size == (32, 48)
+    clockwise = pixels(img.transpose(Image.Transpose.ROTATE_270))
+    counter = pixels(img.transpose(Image.Transpose.ROTATE_90))
+    assert np.abs(pixels(out) - clockwise).mean() < np.abs(pixels(out) - counter).mean() / 3
 
 
-@pytest.mark.parametrize("content", [b"", b"this is text, not an image", None])
-def test_unreadable_files_name_the_file(tmp_path, content):
-    path = tmp_path / "bad.jpg"
-    if content is None:  # a truncated PNG
-        buf = io.BytesIO()
-        photo().save(buf, "PNG")
-        content = buf.getvalue()[: len(buf.getvalue()) // 2]
-    path.write_bytes(content)
-    with pytest.raises(ImageReadError, match="bad.jpg"):
+def _truncated(photo, fmt):
+    buf = io.BytesIO()
+    photo(size=(64, 48)).save(buf, fmt)
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+@pytest.mark.parametrize("name, content, reason", [
+    ("empty.jpg", b"", "empty file"),
+    ("notes.jpg", b"this is text, not an image", "notes.jpg"),
+    ("half.png", "PNG", "half.png"),
+    ("half.jpg", "JPEG", "half.jpg"),
+])
+def test_unreadable_files_name_the_file(tmp_path, photo, name, content, reason):
+    path = tmp_path / name
+    path.write_bytes(_truncated(photo, content) if isinstance(content, str) else content)
+    with pytest.raises(ImageReadError, match=name) as info:
         load_rgb(path)
+    assert reason in str(info.value) and info.value.path == path
 
 
-def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
-    photo((100, 100)).save(tmp_path / "big.png")
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageReadError, match="too large to decode safely"):
+def test_missing_file_is_an_image_read_error(tmp_path):
+    with pytest.raises(ImageReadError, match="gone.png.*not found"):
+        load_rgb(tmp_path / "gone.png")
+
+
+@pytest.mark.parametrize("limit", [1000, 6000])  # 10,000 pixels: PIL's error / warning range
+def test_decompression_bomb_is_refused(tmp_path, photo, monkeypatch, limit):
+    photo(size=(100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
+    with pytest.raises(ImageReadError, match="big.png.*too large to decode safely"):
         load_rgb(tmp_path / "big.png")
 
 
-def test_find_images_recursive_and_errors(tmp_path):
+def test_error_survives_pickling():
+    # DataLoader workers send exceptions to the main process.
+    err = pickle.loads(pickle.dumps(ImageReadError("a/b.jpg", "broken")))
+    assert isinstance(err, OSError) and str(err) == "cannot read image a/b.jpg: broken"
+
+
+def test_find_images_recursive_case_insensitive_sorted(tmp_path, photo):
     (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / ".hidden").mkdir()
     photo().save(tmp_path / "a" / "x.PNG")
-    photo().save(tmp_path / "a" / "b" / "y.jpg")
+    photo().save(tmp_path / "a" / "b" / "y.jpeg")
+    photo().save(tmp_path / "a" / "b" / "z.tif")
+    photo().save(tmp_path / "a" / ".hidden" / "h.jpg")
+    photo().save(tmp_path / "a" / "b" / "._y.jpg")
     (tmp_path / "a" / "notes.txt").write_text("no")
-    assert sorted(p.name for p in find_images(tmp_path)) == ["x.PNG", "y.jpg"]
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no images in .*empty"):
+    found = find_images(tmp_path)
+    assert found == sorted(found)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["a/b/y.jpeg", "a/b/z.tif",
+                                                                   "a/x.PNG"]
+    # Several paths, overlapping: each file once. A file named directly is taken as it is.
+    assert find_images([tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "notes.txt"]) == \
+        sorted(found + [tmp_path / "a" / "notes.txt"])
+
+
+def test_find_images_follows_linked_folders(tmp_path, photo):
+    (tmp_path / "real").mkdir()
+    photo().save(tmp_path / "real" / "x.jpg")
+    (tmp_path / "root").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "root" / "link")
+    os.symlink(tmp_path / "root", tmp_path / "root" / "loop")  # must not recurse forever
+    assert [p.name for p in find_images(tmp_path / "root")] == ["x.jpg"]
+
+
+def test_find_images_errors_name_the_path(tmp_path):
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "readme.txt").write_text("no")
+    with pytest.raises(ValueError, match="no images in .*empty") as info:
         find_images(tmp_path / "empty")
+    assert all(ext in str(info.value) for ext in IMAGE_EXTENSIONS)
     with pytest.raises(FileNotFoundError, match="nope"):
-        find_images(tmp_path / "nope")
+        find_images([tmp_path / "nope", tmp_path / "empty"])

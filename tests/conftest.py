@@ -1,0 +1,32 @@
+"""Shared fixtures: small real photographs (from scikit-image) written to temporary folders."""
+
+import pytest
+from PIL import Image
+from skimage import data as skdata
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+
+
+def _photo(name, size):
+    return Image.fromarray(getattr(skdata, name)()).resize(size)
+
+
+@pytest.fixture
+def photo():
+    """``photo(name="astronaut", size=(40, 30))`` -> a small RGB PIL photograph."""
+    return lambda name="astronaut", size=(40, 30): _photo(name, size)
+
+
+@pytest.fixture
+def write_photos():
+    """``write_photos(folder, n=3, size=(50, 40), ext="jpg")`` -> the paths it wrote.
+
+    Each file is a different real photo (cycling through a few), so colours differ per file.
+    """
+    def write(folder, n=3, size=(50, 40), ext="jpg"):
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = [folder / f"p{i}.{ext}" for i in range(n)]
+        for i, path in enumerate(paths):
+            _photo(PHOTOS[i % len(PHOTOS)], size).save(path)
+        return paths
+    return write
