@@ -89,7 +89,8 @@ def _nearest(ab, k):
     # A full sort of the few candidates is cheaper than topk on the CPU.
     d2, pos = d2.sort(dim=1)
     d2, pos = d2[:, :k], pos[:, :k]
-    return bins.index_select(0, cell).gather(1, pos), d2
+    # Look up only the k chosen candidates: row `cell`, column `pos` of the (cells, M) table.
+    return bins.view(-1)[cell[:, None] * bins.shape[1] + pos], d2
 
 
 def _to_map(flat, shape):
