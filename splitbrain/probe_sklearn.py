@@ -91,16 +91,18 @@ def logistic_probe(train_x, train_y, val_x, val_y, num_classes, Cs=(0.01, 0.1, 1
             warnings.simplefilter("ignore", ConvergenceWarning)
             return model.fit(x, y)
 
-    fit_x, held_x, fit_y, held_y = train_test_split(train_x, train_y, test_size=holdout,
-                                                    random_state=seed, stratify=train_y)
-    held, model = {}, None
-    for C in sorted(Cs):  # weakest fit first; each warm-starts from the previous solution
-        model = fit(fit_x, fit_y, C, model)
-        held[C] = _topk(_scores(model, held_x, num_classes), held_y)["top1"]
-    best = max(sorted(Cs), key=lambda C: held[C])  # ties: the stronger regularisation
+    held = {}
+    if len(Cs) > 1:  # with one C there is nothing to choose
+        fit_x, held_x, fit_y, held_y = train_test_split(train_x, train_y, test_size=holdout,
+                                                        random_state=seed, stratify=train_y)
+        model = None
+        for C in sorted(Cs):  # strongest regularisation first; each warm-starts the next
+            model = fit(fit_x, fit_y, C, model)
+            held[C] = _topk(_scores(model, held_x, num_classes), held_y)["top1"]
+    best = max(sorted(Cs), key=lambda C: held.get(C, 0.0))  # ties: the stronger regularisation
     final = fit(train_x, train_y, best)
     return {**_topk(_scores(final, val_x, num_classes), val_y), "C": float(best),
-            "holdout_top1": held[best]}
+            "holdout_top1": held.get(best, float("nan"))}
 
 
 def knn_accuracy(train_x, train_y, val_x, val_y, num_classes, k=20, temperature=0.07,

@@ -1,0 +1,293 @@
+"""Linear probes: the frozen-encoder protocol, shared-forward equivalence, accuracy, bad input."""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from splitbrain import checkpoint as ckpt
+from splitbrain import probe
+from splitbrain.models import build_model
+from splitbrain.models.alexnet import ALEXNET_WIDTHS
+from splitbrain.probe_sklearn import knn_accuracy, logistic_probe, probe_sklearn
+from tools_util import run_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+CROP = 64  # the smallest crop at which every AlexNet tap has more than one position
+CHANCE = 100 / 7  # the sample photos: 7 classes
+TINY = ["data.crop=64", "data.train_length=32", "data.val_length=14", "optim.batch_size=16",
+        "optim.iterations=3", "optim.lr_steps=[2]", "run.log_every=1", "run.eval_every=2",
+        "run.device=cpu"]
+
+
+def make_model(name, seed=0):
+    """A small model with non-trivial BatchNorm statistics: a forward in train mode moves them."""
+    torch.manual_seed(seed)
+    model = build_model(name)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def save_ckpt(path, name="alexnet_colorization_small", task="colorize"):
+    model = make_model(name)
+    ckpt.save({"task": task, "model": {"name": name, "kwargs": {}},
+               "state_dict": model.state_dict(), "config": {}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """Labelled crops of the bundled photos: class = source photo, disjoint train/val regions."""
+    train, val, classes = probe.probe_datasets("sample", CROP, CROP, train_length=160,
+                                               val_length=140)
+    return train, val, len(classes)
+
+
+def short_recipe(iterations=6, **kwargs):
+    return probe.SGDRecipe(**{"batch_size": 16, "iterations": iterations, "lr_steps": [4],
+                              **kwargs})
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+# --- features ----------------------------------------------------------------------------------
+
+def test_probe_sizes_give_about_9k_values_per_layer_at_alexnet_widths():
+    dims = {name: w * probe.PROBE_SIZES[name] ** 2
+            for name, w in zip(probe.PROBE_LAYERS, ALEXNET_WIDTHS)}
+    assert dims == {"conv1": 9600, "conv2": 9216, "conv3": 9600, "conv4": 9600, "conv5": 9216}
+
+
+@pytest.mark.parametrize("mode", probe.RESIZE_MODES)
+def test_features_are_resized_to_the_probe_size_and_flattened(mode):
+    model = make_model("alexnet_colorization_small")
+    encoder = probe.FrozenEncoder(model, "all", resize=mode)
+    features = encoder(torch.rand(2, 3, 227, 227))  # conv1 55×55, conv2 27×27, conv3-5 13×13
+    for name, f in features.items():
+        assert f.shape == (2, encoder.dims[name]) and f.dtype == torch.float32
+        assert encoder.dims[name] == model.feature_channels[name] * probe.PROBE_SIZES[name] ** 2
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    pooled = probe.resize_features(x, 2, "avgpool")
+    assert torch.equal(pooled, torch.tensor([[2.5, 4.5, 10.5, 12.5]]))  # 2×2 block means
+
+
+def test_each_encoder_gets_its_own_input():
+    rgb = torch.rand(2, 3, CROP, CROP)
+    colorization = make_model("alexnet_colorization_small")
+    assert probe.encoder_input(colorization, rgb).shape == (2, 1, CROP, CROP)  # L
+    splitbrain = make_model("splitbrain_alexnet_small")
+    lab = probe.encoder_input(splitbrain, rgb)
+    assert lab.shape == (2, 3, CROP, CROP) and lab[:, 1:].abs().max() > 1  # raw Lab
+    # The split-brain representation concatenates both halves' channels.
+    dims = probe.FrozenEncoder(splitbrain, "conv1").dims
+    assert dims["conv1"] == 2 * splitbrain.halves[0].feature_channels["conv1"] * 10 ** 2
+
+
+# --- the protocol --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["alexnet_colorization_small", "splitbrain_alexnet_small"])
+def test_encoder_is_bitwise_unchanged_and_only_heads_learn(name, sample):
+    train, _, num_classes = sample
+    model = make_model(name)
+    before = state(model)
+    encoder = probe.FrozenEncoder(model, "all")
+    heads = probe.build_heads(encoder.dims, num_classes)
+    heads_before = state(heads)
+    probe.train_probes(encoder, heads, train, short_recipe(3))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
+    assert all(p.grad is None and not p.requires_grad for p in model.parameters())
+    assert not any(m.training for m in model.modules())
+    for layer, head in heads.items():
+        assert not head.norm.affine and head.norm.weight is None  # BN without parameters
+        assert head.fc.weight.grad is not None
+        assert not torch.equal(head.fc.weight, heads_before[f"{layer}.fc.weight"])
+
+
+def test_a_trainable_encoder_parameter_is_refused_before_training(sample):
+    model = make_model("alexnet_colorization_small")
+    encoder = probe.FrozenEncoder(model, "conv2")
+    model.encoder.conv1[0].weight.requires_grad_(True)
+    heads = probe.build_heads(encoder.dims, sample[2])
+    with pytest.raises(probe.ProtocolError, match="must be frozen"):
+        probe.train_probes(encoder, heads, sample[0], short_recipe(1))
+    assert model.encoder.conv1[0].weight.grad is None
+
+
+def test_an_encoder_leaving_eval_mode_is_caught_during_training(sample):
+    model = make_model("alexnet_colorization_small")
+    encoder = probe.FrozenEncoder(model, "conv2")
+
+    def leave_eval(module, args, out):  # as a stray model.train() in a callback would
+        model.train()
+
+    model.encoder.conv1.register_forward_hook(leave_eval)  # during step 1
+    heads = probe.build_heads(encoder.dims, sample[2])
+    with pytest.raises(probe.ProtocolError, match="eval mode"):
+        probe.train_probes(encoder, heads, sample[0], short_recipe(3))
+
+
+def test_an_encoder_that_changes_is_caught_after_training(sample):
+    model = make_model("alexnet_colorization_small")
+    encoder = probe.FrozenEncoder(model, "conv2")
+    bn = model.encoder.conv1[1]
+
+    def drift(module, args, out):  # a buffer update that eval mode alone would not stop
+        bn.running_mean.add_(1e-6)
+
+    model.encoder.conv1.register_forward_hook(drift)
+    heads = probe.build_heads(encoder.dims, sample[2])
+    with pytest.raises(probe.ProtocolError, match="changed.*conv1.1.running_mean"):
+        probe.train_probes(encoder, heads, sample[0], short_recipe(2))
+
+
+# --- one shared forward == five separate probes ----------------------------------------------------
+
+@pytest.mark.parametrize("name", ["alexnet_colorization_small", "splitbrain_alexnet_small"])
+def test_layer_all_equals_five_single_layer_runs(name, sample):
+    train, val, num_classes = sample
+    val = torch.utils.data.Subset(val, range(35))
+    model = make_model(name)
+    recipe = short_recipe(4, lr_steps=[2])
+    together = probe.probe_sgd(probe.FrozenEncoder(model, "all"), train, val, num_classes,
+                               recipe, seed=3, log_every=4)
+    for layer in probe.PROBE_LAYERS:
+        alone = probe.probe_sgd(probe.FrozenEncoder(model, layer), train, val, num_classes,
+                                recipe, seed=3, log_every=4)
+        assert alone == {layer: together[layer]}  # accuracies and losses, exactly
+
+
+# --- accuracy on the bundled photos ----------------------------------------------------------------
+
+def test_sgd_probe_is_well_above_chance_on_the_sample_photos(sample):
+    train, val, num_classes = sample
+    encoder = probe.FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv2,conv3")
+    results = probe.probe_sgd(encoder, train, val, num_classes,
+                              short_recipe(40, batch_size=32, lr_steps=[]))
+    assert max(r["top1"] for r in results.values()) > 3 * CHANCE, results
+    assert all(r["top5"] >= r["top1"] for r in results.values())
+
+
+def test_sklearn_probe_and_knn_are_well_above_chance_on_the_sample_photos(sample):
+    train, val, num_classes = sample
+    encoder = probe.FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv1,conv4")
+    results = probe_sklearn(encoder, train, val, num_classes, batch_size=80, Cs=[1.0])
+    for r in results.values():
+        assert r["top1"] > 3 * CHANCE and r["knn_top1"] > 2 * CHANCE, results
+
+
+def test_logistic_and_knn_on_separable_points():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 20)) * 5
+    y = np.repeat(np.arange(3), 30)
+    x = (centres[y] + rng.normal(size=(90, 20))).astype(np.float32)
+    r = logistic_probe(x[::2], y[::2], x[1::2], y[1::2], 3, Cs=[0.01, 1.0])
+    assert r["top1"] == 100.0 and r["top5"] == 100.0
+    knn = knn_accuracy(x[::2], y[::2], x[1::2], y[1::2], 3, k=5)
+    assert knn["top1"] == 100.0
+    # k = 1 is the nearest neighbour in cosine similarity.
+    q = np.array([[1.0, 0.1]], np.float32)
+    bank = np.array([[0.0, 1.0], [1.0, 0.0]], np.float32)
+    assert knn_accuracy(bank, np.array([0, 1]), q, np.array([1]), 2, k=1)["top1"] == 100.0
+
+
+# --- the command line ------------------------------------------------------------------------------
+
+def test_cli_writes_one_result_row_per_layer(tmp_path):
+    ck = save_ckpt(tmp_path / "sb.pt", "splitbrain_alexnet_small", "splitbrain")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "probe.py"), "--ckpt", str(ck),
+                           "--layer", "all", "--data", "sample", "--out", str(out), *TINY],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| conv4 |" in proc.stdout and "top1" in proc.stdout  # the markdown table
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["layer"] for r in rows] == list(probe.PROBE_LAYERS)
+    assert all(0 <= float(r["top1"]) <= float(r["top5"]) <= 100 for r in rows)
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["layers"]) == list(probe.PROBE_LAYERS)
+    assert results["model"]["name"] == "splitbrain_alexnet_small" and results["num_classes"] == 7
+    assert (out / "config.yaml").is_file() and list(out.glob("events.out.tfevents.*"))
+
+
+def test_cli_random_baseline_single_layer_and_sklearn_solver(tmp_path):
+    out = tmp_path / "run"
+    assert run_tool("probe", ["--init", "random", "--arch", "alexnet_colorization_small",
+                              "--layer", "conv3", "--out", out, "probe.solver=sklearn",
+                              "sklearn.Cs=[1.0]", "probe.resize=avgpool", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["layers"]) == ["conv3"] and results["init"] == "random"
+    assert {"top1", "top5", "knn_top1", "knn_top5", "C"} <= set(results["layers"]["conv3"])
+
+
+def _image_folder(root, classes):
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (40, 40), (40 * i, 90, 200)).save(root / cls / f"{i}.png")
+
+
+def _bad_inputs(tmp_path):
+    flat = tmp_path / "flat"
+    for split in ("train", "val"):
+        (flat / split).mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(flat / split / "a.png")
+    mismatch = tmp_path / "mismatch"
+    _image_folder(mismatch / "train", ["cat", "dog"])
+    _image_folder(mismatch / "val", ["bird", "cat"])
+    good = save_ckpt(tmp_path / "good.pt")
+    eccv = save_ckpt(tmp_path / "eccv.pt", "eccv16_small")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}}, foreign)
+    return {
+        "unknown layer": (["--ckpt", good, "--layer", "conv6"],
+                          r"unknown layer\(s\) \['conv6'\]; valid: conv1, conv2, conv3, conv4, "
+                          r"conv5, or all"),
+        "fc layer": (["--ckpt", good, "--layer", "fc6"], r"\['fc6'\]; valid: conv1"),
+        "eccv16 checkpoint": (["--ckpt", eccv], "no AlexNet conv1..conv5 encoder"),
+        "foreign file": (["--ckpt", foreign], "not a splitbrain checkpoint"),
+        "missing checkpoint": (["--ckpt", tmp_path / "nope.pt"], "checkpoint not found"),
+        "no weights and no arch": (["--init", "random"], "needs --arch"),
+        "no class subfolders": (["--ckpt", good, "--data", flat], "has no class subfolders"),
+        "classes differ": (["--ckpt", good, "--data", mismatch],
+                           r"only in train \['dog'\], only in val \['bird'\]"),
+        "no split folders": (["--ckpt", good, "--data", mismatch / "train"],
+                             r"train not found.*ImageFolder"),
+    }
+
+
+def test_bad_input_is_a_clear_error_before_any_work(tmp_path, capsys):
+    for case, (argv, message) in _bad_inputs(tmp_path).items():
+        out = tmp_path / f"out_{case.replace(' ', '_')}"
+        code = run_tool("probe", [*argv, "--out", out, *TINY])
+        err = capsys.readouterr().err
+        assert code == 2, case
+        assert re.search(message, err), f"{case}: {err}"
+        assert not out.exists(), f"{case}: the run directory was created"
+
+
+def test_a_folder_dataset_in_imagefolder_layout_probes(tmp_path):
+    data = tmp_path / "data"
+    _image_folder(data / "train", ["cat", "dog"])
+    _image_folder(data / "val", ["cat", "dog"])
+    out = tmp_path / "run"
+    assert run_tool("probe", ["--init", "random", "--arch", "alexnet_colorization_small",
+                              "--layer", "conv2", "--data", data, "--out", out, *TINY,
+                              "data.resize=72", "optim.batch_size=2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["num_classes"] == 2 and list(results["layers"]) == ["conv2"]
