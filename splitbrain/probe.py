@@ -217,13 +217,13 @@ def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
 
 # --- labelled data ------------------------------------------------------------------------
 
-def probe_transform(resize, crop, train):
-    """Short side resized to ``resize``, then a random crop + flip (train) or a centre crop.
+def probe_transform(short_side, crop, train):
+    """Short side resized to ``short_side``, then a random crop + flip (train) or a centre crop.
 
     The paper's ImageNet recipe is resize 256, crop 227; small images (CIFAR-10, STL-10) are
     resized up so the encoder sees them at its working size.
     """
-    steps = [T.ToImage(), T.Resize(resize, antialias=True)]
+    steps = [T.ToImage(), T.Resize(short_side, antialias=True)]
     steps += [T.RandomCrop(crop), T.RandomHorizontalFlip()] if train else [T.CenterCrop(crop)]
     return T.Compose(steps + [T.ToDtype(torch.float32, scale=True)])
 
@@ -259,7 +259,7 @@ def check_labelled_folder(root):
     return classes["train"]
 
 
-def probe_datasets(source, crop, resize, root="./data", download=False, train_length=1024,
+def probe_datasets(source, crop, short_side, root="./data", download=False, train_length=1024,
                    val_length=256, seed=0, augment=True):
     """The labelled training and validation sets of a probe.
 
@@ -268,7 +268,7 @@ def probe_datasets(source, crop, resize, root="./data", download=False, train_le
             disjoint regions), "cifar10", "stl10", or a folder with train/ and val/ in
             ImageFolder layout.
         crop: side of the crops fed to the encoder.
-        resize: short side images are resized to before cropping (not used for "sample",
+        short_side: images are resized to this short side before cropping (not for "sample",
             whose crops are taken at the photos' own resolution).
         root, download: where cifar10 / stl10 live, and whether torchvision may fetch them.
         train_length, val_length: crops per epoch of "sample".
@@ -290,8 +290,8 @@ def probe_datasets(source, crop, resize, root="./data", download=False, train_le
     val = build_dataset(source, "val", crop, train=False, labelled=True, root=root,
                         download=download)
     # The probe's own crops: the datasets' defaults crop without resizing first.
-    train.transform = probe_transform(resize, crop, train=augment)
-    val.transform = probe_transform(resize, crop, train=False)
+    train.transform = probe_transform(short_side, crop, train=augment)
+    val.transform = probe_transform(short_side, crop, train=False)
     if list(train.classes) != list(val.classes):
         raise ProbeError(f"training and validation classes differ: {train.classes[:5]}... vs "
                          f"{val.classes[:5]}...")

@@ -288,6 +288,6 @@ def test_a_folder_dataset_in_imagefolder_layout_probes(tmp_path):
     out = tmp_path / "run"
     assert run_tool("probe", ["--init", "random", "--arch", "alexnet_colorization_small",
                               "--layer", "conv2", "--data", data, "--out", out, *TINY,
-                              "data.resize=72", "optim.batch_size=2"]) == 0
+                              "data.short_side=72", "optim.batch_size=2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["num_classes"] == 2 and list(results["layers"]) == ["conv2"]

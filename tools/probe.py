@@ -85,7 +85,7 @@ def main(argv=None):
         encoder, spec, state = build_encoder(cfg)
         device = engine.resolve_device(r["device"])
         train_set, val_set, classes = probe.probe_datasets(
-            d["source"], d["crop"], d["resize"], d["root"], d["download"], d["train_length"],
+            d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
     except (ckpt.CheckpointError, probe.ProbeError, FileNotFoundError, ValueError,
             RuntimeError) as err:
