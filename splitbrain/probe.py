@@ -427,6 +427,42 @@ def evaluate_probes(encoder, heads, dataset, batch_size=256, workers=0):
             for name, c in correct.items()}
 
 
+def probe_step(encoder, heads, optimizers, rgb, labels):
+    """One SGD step of every head on one frozen forward pass of the batch.
+
+    Args:
+        encoder: a :class:`FrozenEncoder` (raises ProtocolError unless in eval mode).
+        heads: ``nn.ModuleDict`` layer -> head; optimizers: layer -> its optimiser.
+        rgb: (B, 3, H, W) sRGB batch on the encoder's device; labels: (B,) class indices.
+
+    Returns:
+        {layer: loss (float)}.
+    """
+    features = encoder(rgb)  # layer -> (B, dims[layer]), computed without autograd
+    losses = {}
+    for name, head in heads.items():
+        # Separate backward passes keep each head's update independent of the others.
+        loss = F.cross_entropy(head(features[name]), labels)
+        optimizers[name].zero_grad(set_to_none=True)
+        loss.backward()
+        optimizers[name].step()
+        losses[name] = loss.item()
+    check_no_encoder_grad(encoder)
+    return losses
+
+
+def make_optimizers(heads, recipe):
+    """One SGD optimiser and step schedule per head: {layer: optimiser}, {layer: scheduler}."""
+    optimizers = {name: torch.optim.SGD(head.parameters(), lr=recipe.lr,
+                                        momentum=recipe.momentum,
+                                        weight_decay=recipe.weight_decay)
+                  for name, head in heads.items()}
+    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(recipe.lr_steps),
+                                                             recipe.lr_gamma)
+                  for name, opt in optimizers.items()}
+    return optimizers, schedulers
+
+
 def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=None,
                  eval_every=0, log_every=0, writer=None, log=None):
     """Train every head on the frozen encoder's features, one encoder forward per batch.
@@ -454,13 +490,7 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
             changed.
     """
     before = snapshot(encoder.model)
-    optimizers = {name: torch.optim.SGD(head.parameters(), lr=recipe.lr,
-                                        momentum=recipe.momentum,
-                                        weight_decay=recipe.weight_decay)
-                  for name, head in heads.items()}
-    schedulers = {name: torch.optim.lr_scheduler.MultiStepLR(opt, list(recipe.lr_steps),
-                                                             recipe.lr_gamma)
-                  for name, opt in optimizers.items()}
+    optimizers, schedulers = make_optimizers(heads, recipe)
     check_only_heads_train(encoder, heads, optimizers)
 
     device = encoder.device
@@ -471,16 +501,11 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
     bar = tqdm(total=recipe.iterations, desc=f"probe {','.join(heads)}", unit="step",
                disable=None, dynamic_ncols=True)
     for step, (rgb, labels) in zip(range(1, recipe.iterations + 1), loader):
-        features = encoder(rgb.to(device, non_blocking=True))  # checks eval mode
-        labels = labels.to(device)
-        for name, head in heads.items():
-            loss = F.cross_entropy(head(features[name]), labels)
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
+        losses = probe_step(encoder, heads, optimizers, rgb.to(device, non_blocking=True),
+                            labels.to(device))
+        for name, loss in losses.items():
             schedulers[name].step()
-            window[name].append(loss.item())
-        check_no_encoder_grad(encoder)
+            window[name].append(loss)
         bar.update(1)
         if log_every and (step % log_every == 0 or step == recipe.iterations):
             last = {name: sum(v) / len(v) for name, v in window.items()}
