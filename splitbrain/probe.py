@@ -29,7 +29,7 @@ from tqdm import tqdm
 from . import color
 from .compat import torchvision  # noqa: F401  (makes the transforms import work on CPU torch)
 from .data import build_dataset
-from .engine import autocast, eval_loader, train_loader
+from .engine import PRECISIONS, autocast, eval_loader, train_loader
 from .models import AlexNetColorization, SplitBrain, SplitBrainHalf, build_model
 
 import torchvision.transforms.v2 as T  # noqa: E402  (after the compat import)
@@ -138,6 +138,8 @@ class FrozenEncoder:
         check_encoder(model)
         if resize not in RESIZE_MODES:
             raise ProbeError(f"unknown resize mode {resize!r}; valid: {', '.join(RESIZE_MODES)}")
+        if precision not in PRECISIONS:
+            raise ProbeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
         self.model = model.eval().requires_grad_(False)
         self.layers = parse_layers(layers, model)
         self.resize, self.precision = resize, precision

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from splitbrain import checkpoint as ckpt
 from splitbrain import probe
@@ -222,7 +223,12 @@ def test_cli_writes_one_result_row_per_layer(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert list(results["layers"]) == list(probe.PROBE_LAYERS)
     assert results["model"]["name"] == "splitbrain_alexnet_small" and results["num_classes"] == 7
-    assert (out / "config.yaml").is_file() and list(out.glob("events.out.tfevents.*"))
+    assert (out / "config.yaml").is_file()
+    events = EventAccumulator(str(out))
+    events.Reload()
+    for layer in probe.PROBE_LAYERS:  # a curve per layer
+        assert len(events.Scalars(f"probe/{layer}/train_loss")) == 3
+        assert [e.step for e in events.Scalars(f"probe/{layer}/top1")] == [2, 3]
 
 
 def test_cli_random_baseline_single_layer_and_sklearn_solver(tmp_path):
@@ -263,6 +269,7 @@ def _bad_inputs(tmp_path):
         "foreign file": (["--ckpt", foreign], "not a splitbrain checkpoint"),
         "missing checkpoint": (["--ckpt", tmp_path / "nope.pt"], "checkpoint not found"),
         "no weights and no arch": (["--init", "random"], "needs --arch"),
+        "unknown precision": (["--ckpt", good, "run.precision=fp8"], "unknown precision"),
         "no class subfolders": (["--ckpt", good, "--data", flat], "has no class subfolders"),
         "classes differ": (["--ckpt", good, "--data", mismatch],
                            r"only in train \['dog'\], only in val \['bird'\]"),
