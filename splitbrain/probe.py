@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from . import checkpoint as ckpt
 from . import color
 from .compat import torchvision  # noqa: F401  (makes the transforms import work on CPU torch)
 from .data import build_dataset
@@ -187,8 +188,6 @@ def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
     Raises:
         ProbeError: nothing to build, an unknown architecture, or a model without an encoder.
     """
-    from . import checkpoint as ckpt
-
     if init not in ("checkpoint", "random"):
         raise ProbeError(f"unknown init {init!r}; valid: checkpoint, random")
     if state is None:
@@ -205,6 +204,9 @@ def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
             raise ProbeError(f"the checkpoint (task {state.get('task')!r}) records no model; "
                              f"it holds no encoder to probe")
         spec = {"name": spec["name"], "kwargs": dict(spec.get("kwargs") or {})}
+        if arch and arch != spec["name"]:
+            raise ProbeError(f"--arch {arch} contradicts the checkpoint's model "
+                             f"{spec['name']}; leave --arch out to use the checkpoint's")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:

@@ -269,6 +269,8 @@ def _bad_inputs(tmp_path):
         "foreign file": (["--ckpt", foreign], "not a splitbrain checkpoint"),
         "missing checkpoint": (["--ckpt", tmp_path / "nope.pt"], "checkpoint not found"),
         "no weights and no arch": (["--init", "random"], "needs --arch"),
+        "arch contradicts": (["--ckpt", good, "--arch", "splitbrain_alexnet_small"],
+                             "contradicts the checkpoint's model alexnet_colorization_small"),
         "unknown precision": (["--ckpt", good, "run.precision=fp8"], "unknown precision"),
         "no class subfolders": (["--ckpt", good, "--data", flat], "has no class subfolders"),
         "classes differ": (["--ckpt", good, "--data", mismatch],
