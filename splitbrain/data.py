@@ -1,8 +1,13 @@
 """Datasets that yield sRGB float tensors (3, H, W) in [0, 1] and an integer label.
 
-Lab conversion is not done here: it runs batched on the training device.
+Lab conversion is not done here: it runs batched on the training device. Random augmentation
+draws from torch's global RNG, so :class:`splitbrain.engine.SeededSamples` makes it repeatable.
 """
 
+import functools
+import importlib
+import math
+import os
 import warnings
 from pathlib import Path
 
@@ -11,195 +16,313 @@ import torch
 from torch.utils.data import Dataset
 
 from .compat import torchvision
-from .images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_rgb
+from .images import ImageReadError, find_images, is_image_path, load_rgb
 
-import torchvision.transforms.v2 as T  # noqa: E402  (after the compat import, which enables it)
+# `import torchvision` does not load transforms.v2; after the compat import loading it is safe.
+T = importlib.import_module("torchvision.transforms.v2")
+
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle",
                  "china", "flower")
-TRAIN_FRACTION = 0.75  # of each sample photo's width; the rest is held out for validation
+TRAIN_FRACTION = 0.75  # of each sample photo's width, from the left; the rest is for validation
 
 
-def train_transform(size):
-    """Random crop (short side first resized up if needed) + horizontal flip -> float tensor."""
-    return T.Compose([T.ToImage(), _ResizeUpTo(size), T.RandomCrop(size), T.RandomHorizontalFlip(),
-                      T.ToDtype(torch.float32, scale=True)])
+# --- transforms -----------------------------------------------------------------------------
 
-
-def eval_transform(size):
-    """Short side resized to ``size`` + centre crop -> float tensor."""
-    return T.Compose([T.ToImage(), T.Resize(size, antialias=True), T.CenterCrop(size),
-                      T.ToDtype(torch.float32, scale=True)])
-
-
-class _ResizeUpTo(torch.nn.Module):
-    """Resize so the short side is at least ``size`` (never down)."""
+class _ShortSideAtLeast:
+    """Resize so that the short side is at least ``size``; never shrinks."""
 
     def __init__(self, size):
-        super().__init__()
         self.size = size
 
-    def forward(self, img):
-        h, w = img.shape[-2:]
+    def __call__(self, img):
+        h, w = T.functional.get_size(img)
         if min(h, w) >= self.size:
             return img
         return T.functional.resize(img, self.size, antialias=True)
 
+    def __repr__(self):
+        return f"{type(self).__name__}(size={self.size})"
 
+
+def _to_float():
+    return [T.ToDtype(torch.float32, scale=True), T.ToPureTensor()]
+
+
+def train_transform(size):
+    """Random ``size`` crop (short side first resized up if smaller) and horizontal flip.
+
+    Returns:
+        A callable: PIL image or uint8 tensor -> float tensor (3, size, size) in [0, 1].
+    """
+    return T.Compose([T.ToImage(), _ShortSideAtLeast(size), T.RandomCrop(size),
+                      T.RandomHorizontalFlip(), *_to_float()])
+
+
+def eval_transform(size):
+    """Short side resized to ``size``, then the centre ``size`` crop (deterministic).
+
+    Returns:
+        A callable: PIL image or uint8 tensor -> float tensor (3, size, size) in [0, 1].
+    """
+    return T.Compose([T.ToImage(), T.Resize(size, antialias=True), T.CenterCrop(size),
+                      *_to_float()])
+
+
+_TO_TENSOR = T.Compose([T.ToImage(), *_to_float()])
+
+
+# --- the photos bundled with scikit-image and scikit-learn ----------------------------------
+
+@functools.lru_cache(maxsize=None)
 def _sample_photo(name):
+    """(H, W, 3) uint8 array of one bundled photo."""
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_images
         images = load_sample_images()
-        return images.images[[Path(f).stem for f in images.filenames].index(name + "")]
+        return images.images[[Path(f).stem for f in images.filenames].index(name)]
     import skimage.data
     img = getattr(skimage.data, name)()
-    return img[0] if name == "stereo_motorcycle" else img
+    return img[0] if name == "stereo_motorcycle" else img  # (left, right, disparity)
 
 
 class SamplePhotos(Dataset):
-    """Random crops of the photos that ship inside scikit-image and scikit-learn; no download.
+    """Square crops of seven photos that ship inside scikit-image and scikit-learn.
 
-    Train crops come from the left 75% of each photo's width, val crops from the right 25%,
-    so the two never share a pixel. The label is the index of the source photo, which makes
-    this a tiny labelled dataset too (``classes`` names them).
+    Needs no download, so demos and tests run anywhere. Train crops come from the left 75% of
+    each photo's width and validation crops from the right 25%, so the two never share a
+    pixel. A photo whose region is smaller than the crop is first scaled up as a whole. The
+    label is the index of the source photo (``classes`` names them), which makes this a tiny
+    labelled dataset for linear probes too.
+
+    Args:
+        split: "train" or "val" ("test" means "val"): which region crops come from.
+        size: crop side in pixels.
+        length: crops per epoch; crop ``i`` comes from photo ``i % 7``.
+        seed: fixes the crops when not augmenting.
+        augment: random crop positions (torch's global RNG) and horizontal flips; default
+            True for "train". Without it, crop ``i`` is fixed by ``(seed, i)``.
     """
 
-    def __init__(self, split="train", size=64, length=1024, seed=0):
+    def __init__(self, split="train", size=64, length=1024, seed=0, augment=None):
+        split = {"test": "val"}.get(split, split)
         if split not in ("train", "val"):
-            raise ValueError(f"sample photos have splits train and val, not {split!r}")
+            raise ValueError(f"sample photos have the splits train and val, not {split!r}")
+        if length < 1:
+            raise ValueError(f"length must be at least 1, got {length}")
         self.split, self.size, self.length, self.seed = split, size, length, seed
+        self.augment = split == "train" if augment is None else augment
         self.classes = list(SAMPLE_PHOTOS)
-        self.regions = []
+        self.photos = []  # (3, H, W) uint8, whole photos, scaled so that both regions fit a crop
+        self.bounds = []  # (x0, x1): the columns of this split's region in each photo
         for name in SAMPLE_PHOTOS:
-            img = np.ascontiguousarray(_sample_photo(name)[..., :3])
-            cut = int(img.shape[1] * TRAIN_FRACTION)
-            region = img[:, :cut] if split == "train" else img[:, cut:]
-            self.regions.append(torch.from_numpy(np.ascontiguousarray(region)).permute(2, 0, 1))
-        self.transform = train_transform(size) if split == "train" else None
+            photo = _fit_regions(_sample_photo(name), size)
+            cut = int(photo.shape[2] * TRAIN_FRACTION)
+            self.photos.append(photo)
+            self.bounds.append((0, cut) if split == "train" else (cut, photo.shape[2]))
 
     def __len__(self):
         return self.length
 
     def crop_box(self, index):
-        """(photo, top, left) of a validation crop: fixed for a given index and seed."""
-        g = torch.Generator().manual_seed(self.seed * 100003 + index)
-        photo = index % len(self.regions)
-        region = self._region(photo)
-        top = int(torch.randint(0, region.shape[1] - self.size + 1, (1,), generator=g))
-        left = int(torch.randint(0, region.shape[2] - self.size + 1, (1,), generator=g))
+        """Where crop ``index`` lies.
+
+        Returns:
+            (photo, top, left): the photo index (= label) and the crop's top-left corner in
+            ``photos[photo]``. Drawn from torch's global RNG when augmenting, else fixed by
+            ``(seed, index)``.
+        """
+        photo = index % len(self.photos)
+        gen = None if self.augment else torch.Generator().manual_seed(
+            self.seed * 1_000_003 + index)
+        x0, x1 = self.bounds[photo]
+        height = self.photos[photo].shape[1]
+        top = int(torch.randint(0, height - self.size + 1, (), generator=gen))
+        left = x0 + int(torch.randint(0, x1 - x0 - self.size + 1, (), generator=gen))
         return photo, top, left
 
-    def _region(self, photo):
-        region = self.regions[photo]
-        if min(region.shape[1:]) < self.size:
-            region = T.functional.resize(region, self.size, antialias=True)
-        return region
-
     def __getitem__(self, index):
-        photo = index % len(self.regions)
-        if self.transform is not None:
-            return self.transform(self._region(photo)), photo
+        if not 0 <= index < self.length:
+            raise IndexError(f"crop {index} of {self.length}")
         photo, top, left = self.crop_box(index)
-        crop = self._region(photo)[:, top:top + self.size, left:left + self.size]
+        crop = self.photos[photo][:, top:top + self.size, left:left + self.size]
+        if self.augment and torch.rand(()) < 0.5:
+            crop = crop.flip(-1)
         return crop.float() / 255, photo
 
 
+def _fit_regions(img, size):
+    """(H, W, 3) array -> (3, H', W') uint8 tensor, scaled up if a region cannot hold a crop."""
+    # A copy: the cached array is shared by every SamplePhotos.
+    photo = torch.from_numpy(np.array(img[..., :3])).permute(2, 0, 1)
+    h, w = photo.shape[1:]
+    narrowest = min(TRAIN_FRACTION, 1 - TRAIN_FRACTION)
+    scale = max(1.0, size / h, size / (w * narrowest))
+    if scale > 1:
+        new = [math.ceil(h * scale), math.ceil(w * scale)]
+        photo = T.functional.resize(photo, new, antialias=True)
+    return photo.contiguous()
+
+
+# --- folders of image files -----------------------------------------------------------------
+
+class UnreadableImageWarning(UserWarning):
+    """A file of a dataset could not be decoded and is skipped."""
+
+
 class _SkipUnreadable:
-    """Mixin: on an unreadable file, warn once, count it, and serve another file instead."""
+    """Serve the next readable file in place of an unreadable one, and remember the bad ones.
+
+    A long run should not die on one corrupt JPEG. The marks live in shared memory, so files
+    that DataLoader workers (separate processes) fail on show up in ``skipped`` of the main
+    process too. Subclasses set ``_paths`` and call ``_init_skipping()``.
+    """
+
+    def _init_skipping(self):
+        self._unreadable = torch.zeros(len(self._paths), dtype=torch.bool).share_memory_()
+
+    @property
+    def skipped(self):
+        """The set of paths found unreadable so far, by this process or its loader workers."""
+        return {self._paths[i] for i in self._unreadable.nonzero().flatten().tolist()}
 
     def _load(self, index):
-        for attempt in range(len(self)):
-            i = (index + attempt) % len(self)
-            path = self._path(i)
+        """(PIL image, index of the file actually read)."""
+        n = len(self._paths)
+        for offset in range(n):
+            i = (index + offset) % n
+            if self._unreadable[i]:
+                continue
             try:
-                return load_rgb(path), i
+                return load_rgb(self._paths[i]), i
             except ImageReadError as err:
-                if path not in self.skipped:
-                    self.skipped.add(path)
-                    warnings.warn(f"skipping unreadable image: {err}", stacklevel=2)
-        raise RuntimeError(f"no readable image among the {len(self)} files of this dataset")
+                self._unreadable[i] = True
+                warnings.warn(f"skipping unreadable image: {err}", UnreadableImageWarning,
+                              stacklevel=2)
+        raise RuntimeError(f"none of the {n} image files could be read (e.g. {self._paths[0]}); "
+                           f"see the warnings above for why")
 
 
 class ImageFiles(_SkipUnreadable, Dataset):
-    """Any folder of images, searched recursively; label 0. Unreadable files are skipped."""
+    """Every image under one or more folders (searched recursively), label 0.
 
-    def __init__(self, root, transform):
-        self.files = find_images(root)
-        self.transform, self.skipped = transform, set()
+    An unreadable file is warned about once, counted in ``skipped``, and the next readable
+    file is served in its place, so an epoch keeps its length (that file counts twice).
+
+    Args:
+        root_or_paths: a folder or file, or a list of them (see :func:`find_images`).
+        transform: PIL image -> tensor, e.g. :func:`train_transform`; None converts to a float
+            tensor as it is.
+    """
+
+    def __init__(self, root_or_paths, transform=None):
+        self.files = find_images(root_or_paths)
+        self._paths = self.files
+        self.transform = transform or _TO_TENSOR
+        self._init_skipping()
 
     def __len__(self):
         return len(self.files)
-
-    def _path(self, i):
-        return self.files[i]
 
     def __getitem__(self, index):
         img, _ = self._load(index)
         return self.transform(img), 0
 
 
-class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
-    """ImageFolder (``root/<class>/<image>``) decoded with :func:`load_rgb`; skips bad files."""
+def _is_visible_image(path):
+    return not Path(path).name.startswith(".") and is_image_path(path)
 
-    def __init__(self, root, transform):
+
+class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
+    """An ImageFolder (``root/<class>/**/<image>``) decoded with :func:`load_rgb`.
+
+    Unreadable files are skipped as in :class:`ImageFiles` (the replacement keeps its own
+    label). Hidden folders and files are ignored.
+
+    Args:
+        root: the folder holding one subfolder per class.
+        transform: PIL image -> tensor; None converts to a float tensor as it is.
+    """
+
+    def __init__(self, root, transform=None):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
-        if not any(p.is_dir() for p in root.iterdir()):
-            raise ValueError(f"{root} has no class subfolders; a labelled dataset needs "
-                             f"ROOT/<class>/<image> (ImageFolder layout)")
-        super().__init__(str(root), transform=transform,
-                         is_valid_file=lambda p: Path(p).suffix.lower() in IMAGE_EXTENSIONS)
-        self.skipped = set()
+        super().__init__(str(root), transform=transform or _TO_TENSOR, loader=load_rgb,
+                         is_valid_file=_is_visible_image)
+        self._paths = [Path(p) for p, _ in self.samples]
+        self._init_skipping()
 
-    def _path(self, i):
-        return Path(self.samples[i][0])
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory)
+                         if e.is_dir() and not e.name.startswith("."))
+        if not classes:
+            raise ValueError(f"{directory} has no class subfolders; a labelled dataset needs "
+                             f"ROOT/<class>/<image> (the ImageFolder layout)")
+        return classes, {name: i for i, name in enumerate(classes)}
 
     def __getitem__(self, index):
         img, i = self._load(index)
         return self.transform(img), self.targets[i]
 
 
+# --- torchvision datasets -------------------------------------------------------------------
+
 def _torchvision_dataset(name, split, transform, root, download):
     root = Path(root)
+    if name == "cifar10":
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"cifar10 has the splits train and test (val = test), not {split!r}")
+        cls, kwargs = torchvision.datasets.CIFAR10, {"train": split == "train"}
+    else:
+        cls, kwargs = torchvision.datasets.STL10, {"split": {"val": "test"}.get(split, split)}
     try:
-        if name == "cifar10":
-            if split not in ("train", "val", "test"):
-                raise ValueError(f"cifar10 has splits train and test (val = test), not {split!r}")
-            return torchvision.datasets.CIFAR10(str(root), train=split == "train",
-                                                transform=transform, download=download)
-        split = {"val": "test"}.get(split, split)
-        return torchvision.datasets.STL10(str(root), split=split, transform=transform,
-                                          download=download)
+        return cls(str(root), transform=transform, download=download, **kwargs)
     except RuntimeError as err:
-        if "not found" in str(err).lower() or "corrupted" in str(err).lower():
-            raise FileNotFoundError(
-                f"{name} files not found under {root.resolve()}; put the extracted dataset "
-                f"there, or set data.download=true (download=True) to fetch it") from None
-        raise
+        if "download=True" not in str(err):
+            raise
+        raise FileNotFoundError(
+            f"{name} not found (or corrupted) in {root / cls.base_folder}; put the extracted "
+            f"dataset there, or set `download: true` under data: in the config "
+            f"(download=True in Python) to fetch it into {root}") from None
 
 
 def build_dataset(data, split, size, train, length=1024, download=False, labelled=False,
                   seed=0, root="./data"):
-    """A dataset by name or path.
+    """A dataset by name or path, with the transform that ``train`` asks for.
 
     Args:
-        data: "sample", "cifar10", "stl10", or a folder. A labelled folder is an ImageFolder
-            (``data/<split>/<class>/...`` if ``data/<split>`` exists, else ``data/<class>/...``);
-            an unlabelled one is any folder of images, searched recursively.
-        split: "train" or "val" (or a torchvision split name).
-        size: crop size.
-        train: random crop + flip if True, else resize + centre crop.
-        length: number of crops per epoch (sample only).
+        data: "sample" (:class:`SamplePhotos`), "cifar10", "stl10", or a path. A path with a
+            ``<split>`` subfolder means that subfolder. With ``labelled`` the folder must have
+            the ImageFolder layout (``<class>/<image>``); otherwise every image under it,
+            searched recursively, is used (label 0). Name a folder called "sample" as
+            "./sample".
+        split: "train" or "val"; also "test" and, for stl10, "unlabeled" and "train+unlabeled".
+            cifar10 and stl10 serve their test set as "val".
+        size: side of the square crops.
+        train: random crop and flip if True, else resize and centre crop.
+        length: crops per epoch (sample only).
+        download: let torchvision fetch cifar10 / stl10 into ``root``.
+        labelled: read a folder as an ImageFolder.
+        seed: fixes the validation crops of sample.
+        root: where cifar10 / stl10 live.
+
+    Returns:
+        A Dataset of (float tensor (3, size, size) in [0, 1], int label).
+
+    Raises:
+        FileNotFoundError: the path, or the cifar10 / stl10 files, do not exist.
+        ValueError: no images, no class subfolders, or an unknown split.
     """
-    transform = train_transform(size) if train else eval_transform(size)
     if data == "sample":
-        return SamplePhotos("train" if train else "val", size, length, seed)
+        return SamplePhotos(split, size, length, seed, augment=train)
+    transform = train_transform(size) if train else eval_transform(size)
     if data in ("cifar10", "stl10"):
         return _torchvision_dataset(data, split, transform, root, download)
     path = Path(data)
     if not path.exists():
-        raise FileNotFoundError(f"dataset path not found: {path} (give 'sample', 'cifar10', "
-                                f"'stl10' or a folder of images)")
+        raise FileNotFoundError(f"dataset path not found: {path} (give sample, cifar10, stl10, "
+                                f"or a folder of images)")
     if (path / split).is_dir():
         path = path / split
     return LabelledFolder(path, transform) if labelled else ImageFiles(path, transform)
+

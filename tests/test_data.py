@@ -1,36 +1,92 @@
 """Datasets: the bundled photos, folders of images, labelled folders, torchvision sets."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from PIL import Image
-from skimage import data as skdata
 
-from splitbrain.data import SamplePhotos, build_dataset
+from splitbrain.data import (SAMPLE_PHOTOS, ImageFiles, LabelledFolder, SamplePhotos,
+                             UnreadableImageWarning, build_dataset, eval_transform,
+                             train_transform)
 from splitbrain.engine import SeededSamples
 
 
+# --- transforms -----------------------------------------------------------------------------
+
+def same(a, b):
+    # ToDtype computes x * (1 / 255), the references x / 255: equal up to float rounding.
+    return a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=1e-6)
+
+
+def test_train_transform_crops_flips_and_enlarges_small_images(photo):
+    img = photo(size=(32, 32))
+    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    t = train_transform(32)
+    outs = []
+    for seed in range(12):
+        torch.manual_seed(seed)
+        outs.append(t(img))
+    # A crop as large as the image leaves only the flip free: both outcomes occur.
+    assert all(same(o, ref) or same(o, ref.flip(-1)) for o in outs)
+    assert any(same(o, ref) for o in outs) and any(same(o, ref.flip(-1)) for o in outs)
+    small = t(photo(size=(20, 12)))
+    assert small.shape == (3, 32, 32) and small.dtype == torch.float32
+    assert 0 <= small.min() and small.max() <= 1 and type(small) is torch.Tensor
+
+
+def test_eval_transform_is_the_centre_crop(photo):
+    img = photo(size=(64, 32))  # short side already 32: only the crop acts
+    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    assert same(eval_transform(32)(img), ref[:, :, 16:48])
+    assert eval_transform(24)(photo(size=(50, 40))).shape == (3, 24, 24)
+
+
+# --- sample photos --------------------------------------------------------------------------
+
 def test_sample_photos_shapes_labels_and_range():
     ds = build_dataset("sample", "train", 48, train=True, length=14)
-    rgb, label = ds[3]
-    assert rgb.shape == (3, 48, 48) and rgb.dtype == torch.float32
-    assert 0 <= rgb.min() and rgb.max() <= 1 and label == 3
-    assert len(ds.classes) == 7 and len(ds) == 14
+    assert ds.classes == list(SAMPLE_PHOTOS) and len(ds) == 14
+    for i in (0, 3, 13):
+        rgb, label = ds[i]
+        assert rgb.shape == (3, 48, 48) and rgb.dtype == torch.float32
+        assert 0 <= rgb.min() and rgb.max() <= 1 and label == i % 7
+    with pytest.raises(IndexError):
+        ds[14]
 
 
-def test_sample_val_crops_are_deterministic_and_held_out():
-    val = SamplePhotos("val", 32, length=20, seed=1)
-    a, b = val[5][0], val[5][0]
-    assert torch.equal(a, b)
-    train = SamplePhotos("train", 32, length=20)
-    for photo in range(7):
-        # Train and val regions are the two sides of one cut through each photo: no overlap.
-        full_width = train.regions[photo].shape[2] + val.regions[photo].shape[2]
-        assert train.regions[photo].shape[2] == int(full_width * 0.75)
-    # Every val crop lies inside the held-out region.
-    for i in range(20):
-        photo, top, left = val.crop_box(i)
-        region = val._region(photo)
-        assert top + 32 <= region.shape[1] and left + 32 <= region.shape[2]
+@pytest.mark.parametrize("size", [48, 200])  # 200: wider than chelsea's held-out quarter
+def test_sample_train_and_val_crops_come_from_disjoint_regions(size):
+    train = SamplePhotos("train", size, length=70)
+    val = SamplePhotos("val", size, length=70)
+    for p in range(len(SAMPLE_PHOTOS)):
+        assert torch.equal(train.photos[p], val.photos[p])  # the same (scaled) photo ...
+        assert train.bounds[p][1] <= val.bounds[p][0]  # ... cut in two, train on the left
+        assert val.bounds[p][1] == val.photos[p].shape[2]
+        assert train.bounds[p][1] - train.bounds[p][0] >= size
+    torch.manual_seed(0)
+    for ds in (train, val):
+        for i in range(len(ds)):
+            photo, top, left = ds.crop_box(i)
+            x0, x1 = ds.bounds[photo]
+            assert photo == i % 7 and x0 <= left and left + size <= x1
+            assert 0 <= top and top + size <= ds.photos[photo].shape[1]
+    # What val serves is exactly the pixels of its box.
+    photo, top, left = val.crop_box(5)
+    expected = val.photos[photo][:, top:top + size, left:left + size].float() / 255
+    assert torch.equal(val[5][0], expected)
+
+
+def test_sample_val_crops_are_deterministic():
+    a = SamplePhotos("val", 32, length=20, seed=1)
+    torch.manual_seed(123)  # the global RNG plays no part
+    first = [a[i][0] for i in range(20)]
+    torch.manual_seed(456)
+    b = SamplePhotos("val", 32, length=20, seed=1)
+    assert all(torch.equal(x, b[i][0]) for i, x in enumerate(first))
+    other = SamplePhotos("val", 32, length=20, seed=2)
+    assert any(a.crop_box(i) != other.crop_box(i) for i in range(20))
 
 
 def test_sample_train_augmentation_follows_the_sample_seed():
@@ -39,47 +95,96 @@ def test_sample_train_augmentation_follows_the_sample_seed():
     assert not torch.equal(ds[(2, 10)][0], ds[(2, 11)][0])
 
 
-def write_photos(folder, n, size=(50, 40)):
-    folder.mkdir(parents=True, exist_ok=True)
-    img = Image.fromarray(skdata.coffee())
-    for i in range(n):
-        img.resize((size[0] + i, size[1])).save(folder / f"p{i}.jpg")
+def test_sample_train_region_without_augmentation():
+    # What tools/compute_prior.py uses: the training region, fixed crops, no flips.
+    ds = build_dataset("sample", "train", 32, train=False, length=14)
+    assert not ds.augment and all(ds.bounds[p][0] == 0 for p in range(7))
+    assert torch.equal(ds[3][0], ds[3][0])
 
 
-def test_folder_of_images_skips_and_counts_unreadable(tmp_path):
-    write_photos(tmp_path / "imgs" / "nested", 3)
+# --- folders ----------------------------------------------------------------------------------
+
+def test_folder_of_images_skips_and_counts_unreadable(tmp_path, write_photos):
+    good = write_photos(tmp_path / "imgs" / "nested", 3)
     (tmp_path / "imgs" / "broken.png").write_bytes(b"")
-    ds = build_dataset(str(tmp_path / "imgs"), "train", 32, train=True)
-    assert len(ds) == 4
-    with pytest.warns(UserWarning, match="broken.png"):
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    ds = build_dataset(str(tmp_path / "imgs"), "train", 32, train=False)
+    assert isinstance(ds, ImageFiles) and len(ds) == 4 and ds.skipped == set()
+    with pytest.warns(UnreadableImageWarning, match="broken.png"):
         items = [ds[i] for i in range(len(ds))]
-    assert all(x.shape == (3, 32, 32) for x, _ in items)
-    assert [p.name for p in ds.skipped] == ["broken.png"]
+    assert all(x.shape == (3, 32, 32) and label == 0 for x, label in items)
+    assert ds.skipped == {tmp_path / "imgs" / "broken.png"}
+    # broken.png sorts first; the file after it is served in its place.
+    assert torch.equal(items[0][0], items[1][0])
+    assert same(items[1][0], eval_transform(32)(Image.open(good[0]).convert("RGB")))
+
+
+def test_skipped_files_are_seen_from_loader_workers(tmp_path, write_photos):
+    write_photos(tmp_path, 3)
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    ds = ImageFiles(tmp_path, eval_transform(16))
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2)
+    assert sum(len(x) for x, _ in loader) == 4  # warnings are printed by the workers
+    assert ds.skipped == {tmp_path / "bad.jpg"}
 
 
 def test_all_unreadable_is_an_error(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"no")
+    (tmp_path / "y.png").write_bytes(b"")
     ds = build_dataset(str(tmp_path), "train", 32, train=True)
-    with pytest.raises(RuntimeError, match="no readable image"), pytest.warns(UserWarning):
+    with pytest.raises(RuntimeError, match="none of the 2 image files"), \
+            pytest.warns(UnreadableImageWarning):
         ds[0]
 
 
-def test_labelled_folder(tmp_path):
+def test_labelled_folder(tmp_path, write_photos):
     write_photos(tmp_path / "train" / "cat", 2)
-    write_photos(tmp_path / "train" / "dog", 2)
+    write_photos(tmp_path / "train" / "dog" / "deeper", 3)
+    write_photos(tmp_path / "train" / ".cache", 1)  # hidden: not a class
+    (tmp_path / "train" / "dog" / "z_broken.jpg").write_bytes(b"")
     ds = build_dataset(str(tmp_path), "train", 32, train=False, labelled=True)
-    assert ds.classes == ["cat", "dog"] and sorted(ds[i][1] for i in range(4)) == [0, 0, 1, 1]
+    assert isinstance(ds, LabelledFolder) and ds.classes == ["cat", "dog"]
+    assert ds.targets == [0, 0, 1, 1, 1, 1]
+    with pytest.warns(UnreadableImageWarning, match="z_broken.jpg"):
+        labels = [ds[i][1] for i in range(len(ds))]
+    broken = [Path(p).name for p, _ in ds.samples].index("z_broken.jpg")  # 4: before deeper/
+    # The next file is served in its place, with that file's own label.
+    assert labels == ds.targets[:broken] + [ds.targets[broken + 1]] + ds.targets[broken + 1:]
+    assert ds.skipped == {tmp_path / "train" / "dog" / "z_broken.jpg"}
+
+
+def test_labelled_folder_needs_class_subfolders(tmp_path, write_photos):
     write_photos(tmp_path / "flat", 2)
-    with pytest.raises(ValueError, match="no class subfolders"):
+    with pytest.raises(ValueError, match="flat has no class subfolders"):
         build_dataset(str(tmp_path / "flat"), "train", 32, train=False, labelled=True)
 
 
-def test_missing_paths_and_datasets_are_clear_errors(tmp_path):
+def test_missing_paths_and_empty_folders_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no/such"):
         build_dataset(str(tmp_path / "no" / "such"), "train", 32, train=True)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no images in"):
+    with pytest.raises(ValueError, match="no images in .*empty"):
         build_dataset(str(tmp_path / "empty"), "train", 32, train=True)
-    for name in ("cifar10", "stl10"):
-        with pytest.raises(FileNotFoundError, match="download"):
-            build_dataset(name, "train", 32, train=True, root=str(tmp_path))
+
+
+# --- torchvision datasets (never downloaded here) -------------------------------------------
+
+@pytest.mark.parametrize("name, folder, split", [("cifar10", "cifar-10-batches-py", "train"),
+                                                 ("cifar10", "cifar-10-batches-py", "val"),
+                                                 ("stl10", "stl10_binary", "unlabeled")])
+def test_missing_torchvision_data_says_where_and_how_to_download(tmp_path, name, folder, split):
+    with pytest.raises(FileNotFoundError) as info:
+        build_dataset(name, split, 32, train=True, root=str(tmp_path))
+    message = str(info.value)
+    assert str(tmp_path / folder) in message and "download: true" in message
+    assert "download=True" in message
+    assert not any(tmp_path.iterdir())  # nothing was fetched
+
+
+def test_unknown_splits_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="cifar10 has the splits"):
+        build_dataset("cifar10", "unlabeled", 32, train=True, root=str(tmp_path))
+    with pytest.raises(ValueError):
+        build_dataset("stl10", "bogus", 32, train=True, root=str(tmp_path))
+    with pytest.raises(ValueError, match="train and val"):
+        SamplePhotos("extra", 32)
