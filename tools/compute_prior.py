@@ -13,6 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import torch  # noqa: E402
+from torch.utils.data import Subset  # noqa: E402
+
 from splitbrain import color  # noqa: E402
 from splitbrain.data import build_dataset  # noqa: E402
 from splitbrain.engine import resolve_device  # noqa: E402
@@ -27,7 +30,9 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="where to write the prior (.npy)")
     parser.add_argument("--size", type=int, default=176, help="centre crop of each image")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-images", type=int, default=0, help="0 = every image")
+    parser.add_argument("--max-images", type=int, default=0,
+                        help="use a random subset of this many images (0 = every image)")
+    parser.add_argument("--seed", type=int, default=0, help="picks the --max-images subset")
     parser.add_argument("--length", type=int, default=1024, help="sample: number of crops")
     parser.add_argument("--sigma", type=float, default=5.0, help="smoothing, ab units")
     parser.add_argument("--workers", type=int, default=0)
@@ -37,16 +42,30 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     out = Path(args.out)
+    if out.is_dir():
+        fatal(f"--out {out} is a folder; give a file name such as {out / 'prior.npy'}")
     if out.exists() and not args.overwrite:
         fatal(f"{out} exists; pass --overwrite to replace it")
+
+    # --- data: the training split, centre crops; a random subset if asked -----------------
     try:
         dataset = build_dataset(args.data, "train", args.size, train=False, length=args.length,
                                 root=args.root)
-        prior, hist = estimate_prior(dataset, args.max_images, args.batch_size,
-                                     resolve_device(args.device), args.sigma, args.workers)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         fatal(err)
-    save_prior(prior.numpy(), out)
+    images = dataset
+    if 0 < args.max_images < len(dataset):
+        # Folders list files sorted, often class by class: the first N would be a few classes.
+        pick = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(args.seed))
+        images = Subset(dataset, pick[:args.max_images].tolist())
+
+    # --- histogram, smoothing, atomic write ---------------------------------------------------
+    try:
+        prior, hist = estimate_prior(images, 0, args.batch_size, resolve_device(args.device),
+                                     args.sigma, args.workers)
+        save_prior(prior.numpy(), out)
+    except (OSError, ValueError, RuntimeError) as err:
+        fatal(err)
     s = summary(prior, hist)
     skipped = len(getattr(dataset, "skipped", ()))
     print(f"wrote {out}")
