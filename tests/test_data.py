@@ -95,6 +95,20 @@ def test_sample_train_augmentation_follows_the_sample_seed():
     assert not torch.equal(ds[(2, 10)][0], ds[(2, 11)][0])
 
 
+def test_sample_train_crops_are_flipped_half_the_time():
+    ds = SamplePhotos("train", 32, length=7)
+    flips = []
+    for seed in range(16):
+        torch.manual_seed(seed)
+        photo, top, left = ds.crop_box(2)  # replays the first draws of ds[2]
+        box = ds.photos[photo][:, top:top + 32, left:left + 32].float() / 255
+        torch.manual_seed(seed)
+        crop = ds[2][0]
+        assert torch.equal(crop, box) or torch.equal(crop, box.flip(-1))
+        flips.append(not torch.equal(crop, box))
+    assert 0 < sum(flips) < len(flips)
+
+
 def test_sample_train_region_without_augmentation():
     # What tools/compute_prior.py uses: the training region, fixed crops, no flips.
     ds = build_dataset("sample", "train", 32, train=False, length=14)
