@@ -51,4 +51,8 @@ except RuntimeError as err:
     _define_missing_schemas()
     import torchvision  # noqa: E402
 
+# `import torchvision` does not load transforms.v2; load it here, after the fix above, so that
+# `torchvision.transforms.v2` is usable wherever torchvision comes from this module.
+import torchvision.transforms.v2  # noqa: E402,F401
+
 __all__ = ["torchvision"]

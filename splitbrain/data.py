@@ -5,7 +5,6 @@ draws from torch's global RNG, so :class:`splitbrain.engine.SeededSamples` makes
 """
 
 import functools
-import importlib
 import math
 import os
 import warnings
@@ -18,8 +17,7 @@ from torch.utils.data import Dataset
 from .compat import torchvision
 from .images import ImageReadError, find_images, is_image_path, load_rgb
 
-# `import torchvision` does not load transforms.v2; after the compat import loading it is safe.
-T = importlib.import_module("torchvision.transforms.v2")
+T = torchvision.transforms.v2
 
 SAMPLE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle",
                  "china", "flower")

@@ -28,12 +28,12 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import color
-from .compat import torchvision  # noqa: F401  (makes the transforms import work on CPU torch)
+from .compat import torchvision
 from .data import build_dataset
 from .engine import PRECISIONS, autocast, eval_loader, train_loader
 from .models import AlexNetColorization, SplitBrain, SplitBrainHalf, build_model
 
-import torchvision.transforms.v2 as T  # noqa: E402  (after the compat import)
+T = torchvision.transforms.v2
 
 PROBE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 # Side of the square map a layer is resized to, so every probe sees about 9k values at full
