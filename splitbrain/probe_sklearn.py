@@ -16,10 +16,15 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from .engine import eval_loader
-from .probe import snapshot, check_unchanged
+from .probe import check_unchanged, snapshot
 
 
 @torch.no_grad()
@@ -76,12 +81,6 @@ def logistic_probe(train_x, train_y, val_x, val_y, num_classes, Cs=(0.01, 0.1, 1
     Returns:
         {"top1", "top5", "C", "holdout_top1"}.
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import train_test_split
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     def fit(x, y, C, model=None):
         # Standardisation plays the part of the SGD probe's affine-free BatchNorm.
         model = model or make_pipeline(StandardScaler(), LogisticRegression(

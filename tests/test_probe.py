@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
+from threadpoolctl import threadpool_limits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from splitbrain import checkpoint as ckpt
@@ -27,6 +29,18 @@ CHANCE = 100 / 7  # the sample photos: 7 classes
 TINY = ["data.crop=64", "data.train_length=32", "data.val_length=14", "optim.batch_size=16",
         "optim.iterations=3", "optim.lr_steps=[2]", "run.log_every=1", "run.eval_every=2",
         "run.device=cpu"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny problems: a second thread (torch, BLAS, OpenMP) costs more than it gives, and on a
+    busy 2-core machine it spins: 50x slower. (Limits only reach libraries already loaded;
+    probe_sklearn imports scikit-learn at module level.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(threads)
 
 
 def make_model(name, seed=0):
@@ -213,7 +227,8 @@ def test_cli_writes_one_result_row_per_layer(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "probe.py"), "--ckpt", str(ck),
                            "--layer", "all", "--data", "sample", "--out", str(out), *TINY],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     assert "| conv4 |" in proc.stdout and "top1" in proc.stdout  # the markdown table
     with open(out / "results.csv") as f:
