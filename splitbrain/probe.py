@@ -250,7 +250,9 @@ def check_labelled_folder(root):
             raise ProbeError(f"{folder} not found: a labelled dataset folder holds train/ and "
                              f"val/, each with one subfolder of images per class "
                              f"(ImageFolder layout)")
-        classes[split] = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        # Hidden folders (.ipynb_checkpoints, ...) are not classes, as for LabelledFolder.
+        classes[split] = sorted(p.name for p in folder.iterdir()
+                                if p.is_dir() and not p.name.startswith("."))
         if not classes[split]:
             raise ProbeError(f"{folder} has no class subfolders; a labelled dataset needs "
                              f"{folder}/<class>/<image> (ImageFolder layout)")
@@ -276,13 +278,14 @@ def probe_datasets(source, crop, short_side, root="./data", download=False, trai
             whose crops are taken at the photos' own resolution).
         root, download: where cifar10 / stl10 live, and whether torchvision may fetch them.
         train_length, val_length: crops per epoch of "sample".
-        augment: random crop + flip for the training set (else centre crops).
+        augment: random crop + flip for the training set (else centre crops, or for
+            "sample" crops fixed by (seed, index)).
 
     Returns:
         (train_set, val_set, class names); items are (rgb (3, crop, crop) in [0, 1], label).
     """
     if source == "sample":
-        train = build_dataset("sample", "train", crop, train=True, length=train_length,
+        train = build_dataset("sample", "train", crop, train=augment, length=train_length,
                               labelled=True, seed=seed)
         val = build_dataset("sample", "val", crop, train=False, length=val_length,
                             labelled=True, seed=seed)

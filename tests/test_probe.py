@@ -309,6 +309,7 @@ def test_a_folder_dataset_in_imagefolder_layout_probes(tmp_path):
     data = tmp_path / "data"
     _image_folder(data / "train", ["cat", "dog"])
     _image_folder(data / "val", ["cat", "dog"])
+    (data / "val" / ".ipynb_checkpoints").mkdir()  # hidden: not a class
     out = tmp_path / "run"
     assert run_tool("probe", ["--init", "random", "--arch", "alexnet_colorization_small",
                               "--layer", "conv2", "--data", data, "--out", out, *TINY,
