@@ -106,7 +106,8 @@ def encoder_input(model, rgb):
 def resize_features(x, size, mode="bilinear"):
     """Resize a map to size×size and flatten it: (B, C, h, w) -> (B, C * size * size).
 
-    "bilinear" interpolates (the official probe; no anti-aliasing, as Caffe's resize);
+    "bilinear" interpolates (the official probe's choice; plain interpolation, no
+    anti-aliasing, so shrinking conv1 55×55 to 10×10 samples rather than averages);
     "avgpool" is adaptive average pooling (VISSL), which averages every input position.
     """
     if mode == "bilinear":

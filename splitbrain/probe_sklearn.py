@@ -101,7 +101,7 @@ def logistic_probe(train_x, train_y, val_x, val_y, num_classes, Cs=(0.01, 0.1, 1
     best = max(sorted(Cs), key=lambda C: held.get(C, 0.0))  # ties: the stronger regularisation
     final = fit(train_x, train_y, best)
     return {**_topk(_scores(final, val_x, num_classes), val_y), "C": float(best),
-            "holdout_top1": held.get(best, float("nan"))}
+            "holdout_top1": held.get(best)}  # None: a single C, nothing held out
 
 
 def knn_accuracy(train_x, train_y, val_x, val_y, num_classes, k=20, temperature=0.07,

@@ -253,7 +253,9 @@ def test_cli_random_baseline_single_layer_and_sklearn_solver(tmp_path):
                               "sklearn.Cs=[1.0]", "probe.resize=avgpool", *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
     assert list(results["layers"]) == ["conv3"] and results["init"] == "random"
-    assert {"top1", "top5", "knn_top1", "knn_top5", "C"} <= set(results["layers"]["conv3"])
+    row = results["layers"]["conv3"]
+    assert {"top1", "top5", "knn_top1", "knn_top5"} <= set(row)
+    assert row["C"] == 1.0 and row["holdout_top1"] is None  # one C: nothing to choose
 
 
 def _image_folder(root, classes):
