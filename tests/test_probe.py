@@ -170,7 +170,7 @@ def test_an_encoder_that_changes_is_caught_after_training(sample):
         probe.train_probes(encoder, heads, sample[0], short_recipe(2))
 
 
-# --- one shared forward == five separate probes ----------------------------------------------------
+# --- one shared forward == five separate probes ------------------------------------------------
 
 @pytest.mark.parametrize("name", ["alexnet_colorization_small", "splitbrain_alexnet_small"])
 def test_layer_all_equals_five_single_layer_runs(name, sample):
@@ -186,7 +186,7 @@ def test_layer_all_equals_five_single_layer_runs(name, sample):
         assert alone == {layer: together[layer]}  # accuracies and losses, exactly
 
 
-# --- accuracy on the bundled photos ----------------------------------------------------------------
+# --- accuracy on the bundled photos ------------------------------------------------------------
 
 def test_sgd_probe_is_well_above_chance_on_the_sample_photos(sample):
     train, val, num_classes = sample
@@ -220,7 +220,7 @@ def test_logistic_and_knn_on_separable_points():
     assert knn_accuracy(bank, np.array([0, 1]), q, np.array([1]), 2, k=1)["top1"] == 100.0
 
 
-# --- the command line ------------------------------------------------------------------------------
+# --- the command line --------------------------------------------------------------------------
 
 def test_cli_writes_one_result_row_per_layer(tmp_path):
     ck = save_ckpt(tmp_path / "sb.pt", "splitbrain_alexnet_small", "splitbrain")
