@@ -110,6 +110,10 @@ def test_each_encoder_gets_its_own_input():
     # The split-brain representation concatenates both halves' channels.
     dims = probe.FrozenEncoder(splitbrain, "conv1").dims
     assert dims["conv1"] == 2 * splitbrain.halves[0].feature_channels["conv1"] * 10 ** 2
+    # A half trained alone takes the full Lab too and picks its own channels.
+    half = build_model("splitbrain_alexnet_small", half="ab2l")
+    features = probe.FrozenEncoder(half, "conv1")(rgb)
+    assert features["conv1"].shape == (2, half.feature_channels["conv1"] * 10 ** 2)
 
 
 # --- the protocol --------------------------------------------------------------------------------
