@@ -72,7 +72,7 @@ def test_train_logs_both_halves_and_resume_matches(tmp_path):
 
 def test_halves_trained_alone_join_and_colorize(tmp_path, capsys):
     assert train(tmp_path / "l2ab", "model.half=l2ab", iterations=2) == 0
-    assert train(tmp_path / "ab2l", "model.half=ab2l", iterations=2) == 0
+    assert train(tmp_path / "ab2l", "--half", "ab2l", iterations=2) == 0
     joined = tmp_path / "joined.pt"
     assert run_tool("join_halves", [tmp_path / "ab2l" / "latest.pt",
                                     tmp_path / "l2ab" / "latest.pt", "-o", joined]) == 0

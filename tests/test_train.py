@@ -49,6 +49,20 @@ def test_resumed_run_matches_uninterrupted_run(tmp_path):
         assert torch.equal(value, split["state_dict"][key]), key
 
 
+def test_bf16_channels_last_run_and_evaluate_tool(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "run.precision=bf16", "run.channels_last=true", iterations=2) == 0
+    capsys.readouterr()
+    assert run_tool("evaluate", ["--ckpt", out / "latest.pt", "--data", "sample", "--length", 8,
+                                 "--device", "cpu"]) == 0
+    table = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:6]]
+            for line in table.splitlines() if line.startswith("| grey") or line.startswith("| model")}
+    assert set(rows) == {"grey", "model"}
+    assert rows["grey"][3] < 0.1 < rows["model"][3]  # colourfulness: grey has none
+    assert all(0 < v <= 100 for v in rows["model"][:2])
+
+
 def test_regression_loss_trains(tmp_path):
     assert train(tmp_path / "reg", "loss=regression", iterations=2) == 0
     state = ckpt.load(tmp_path / "reg" / "latest.pt")

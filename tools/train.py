@@ -36,9 +36,15 @@ def parse_args(argv):
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in run.out from its latest checkpoint")
     parser.add_argument("--device", help="shorthand for run.device=...")
+    parser.add_argument("--half", choices=["both", "l2ab", "ab2l"],
+                        help="splitbrain: shorthand for model.half=... (train one half alone)")
     args, overrides = parser.parse_known_args(argv)
     if args.device:
         overrides.append(f"run.device={args.device}")
+    if args.half:
+        if args.task != "splitbrain":
+            parser.error("--half applies to --task splitbrain only")
+        overrides.append(f"model.half={args.half}")
     return args, overrides
 
 
