@@ -36,6 +36,23 @@ def join_lab(L, ab):
     return color.lab_to_rgb(torch.cat([L.float(), ab], dim=1))
 
 
+def update_colour_metrics(metrics, rgb, pred_ab, class_weights=None):
+    """Add a batch to ``{"model": ColorMetrics, "grey": ColorMetrics}`` at full resolution.
+
+    Args:
+        rgb: (B, 3, H, W) ground truth; pred_ab: (B, 2, h, w) predicted ab, upsampled here.
+        class_weights: (313,) weights for the rebalanced AuC, or None.
+    """
+    lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
+    L, true_ab = lab[:, :1], lab[:, 1:]
+    pred_ab = F.interpolate(pred_ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
+    weights = None
+    if class_weights is not None:
+        weights = class_weights.to(rgb.device)[color.nearest_ab_bin(true_ab)]
+    metrics["model"].update(pred_ab, true_ab, L, weights)
+    metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L, weights)
+
+
 class ColorizationObjective:
     """L -> ab, as a class-rebalanced soft classification (Zhang et al., ECCV 2016) or L2.
 
@@ -96,15 +113,8 @@ class ColorizationObjective:
 
         The grey prediction (ab = 0) is accumulated alongside as the baseline.
         """
-        lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
-        L, true_ab = lab[:, :1], lab[:, 1:]
-        pred_ab = decode_ab(output, self.loss, temperature)
-        pred_ab = F.interpolate(pred_ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
-        weights = None
-        if self.class_weights is not None:
-            weights = self.class_weights.to(rgb.device)[color.nearest_ab_bin(true_ab)]
-        metrics["model"].update(pred_ab, true_ab, L, weights)
-        metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L, weights)
+        update_colour_metrics(metrics, rgb, decode_ab(output, self.loss, temperature),
+                              self.class_weights)
 
     def histograms(self, output):
         """Predicted bin of every pixel, for a TensorBoard histogram (classification only)."""
@@ -210,12 +220,7 @@ class SplitBrainObjective:
     def update_metrics(self, metrics, rgb, outputs, temperature=0.38):
         if not metrics:
             return
-        lab = color.rgb_to_lab(rgb)
-        L, true_ab = lab[:, :1], lab[:, 1:]
-        pred_ab = F.interpolate(self.predict_ab(outputs, temperature), size=L.shape[-2:],
-                                mode="bilinear", align_corners=False)
-        metrics["model"].update(pred_ab, true_ab, L)
-        metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L)
+        update_colour_metrics(metrics, rgb, self.predict_ab(outputs, temperature))
 
     def histograms(self, outputs):
         return {f"predicted_bins_{name}": out.argmax(1)

@@ -21,6 +21,25 @@ class Setup:
     extra: dict = field(default_factory=dict)  # plain data stored in every checkpoint
 
 
+def choose_prior(c, train_set, device, log, resume=None, needed=True):
+    """The ab prior of a run: the resumed run's own, ``color.prior``'s file, or estimated.
+
+    Returns None when no source exists and ``needed`` is False (nothing to estimate for).
+    """
+    if resume is not None and "prior" in resume.get("color", {}):
+        return resume["color"]["prior"].double()
+    if c["prior"]:
+        log(f"ab prior from {c['prior']}")
+        return load_prior(c["prior"])
+    if not needed:
+        return None
+    prior, hist = estimate_prior(train_set, c["prior_images"], device=device,
+                                 sigma=c["prior_sigma"])
+    log(f"ab prior estimated on {hist.images} images: "
+        f"{int((hist.counts > 0).sum())}/313 bins seen")
+    return prior
+
+
 def setup_colorize(cfg, train_set, device, log, resume=None):
     """Model and objective of ``--task colorize``; a resumed run reuses its stored prior."""
     c = cfg["color"]
@@ -30,16 +49,7 @@ def setup_colorize(cfg, train_set, device, log, resume=None):
         kwargs["num_classes"] = 2  # the head predicts ab / AB_SCALE directly
     model = build_model(cfg["model"]["name"], **kwargs)
 
-    if resume is not None:
-        prior = resume["color"]["prior"].double()
-    elif c["prior"]:
-        prior = load_prior(c["prior"])
-        log(f"ab prior from {c['prior']}")
-    else:
-        prior, hist = estimate_prior(train_set, c["prior_images"], device=device,
-                                     sigma=c["prior_sigma"])
-        log(f"ab prior estimated on {hist.images} images: "
-            f"{int((hist.counts > 0).sum())}/313 bins seen")
+    prior = choose_prior(c, train_set, device, log, resume)
     class_weights = color.rebalance_weights(prior, c["lambda"])
     objective = ColorizationObjective(
         loss=cfg["loss"], k=c["k"], sigma=c["sigma"],
@@ -82,14 +92,7 @@ def setup_splitbrain(cfg, train_set, device, log, resume=None):
     model = build_model(m["name"], **kwargs)
     specs = split_specs(model)
 
-    prior = None
-    if resume is not None and "prior" in resume.get("color", {}):
-        prior = resume["color"]["prior"].double()
-    elif c["prior"]:
-        prior = load_prior(c["prior"])
-    elif c["rebalance"]:
-        prior, _ = estimate_prior(train_set, c["prior_images"], device=device,
-                                  sigma=c["prior_sigma"])
+    prior = choose_prior(c, train_set, device, log, resume, needed=c["rebalance"])
     class_weights = None
     if c["rebalance"]:
         class_weights = color.rebalance_weights(prior, c["lambda"]).to(device)
