@@ -115,11 +115,13 @@ def test_soft_encoding_matches_brute_force_on_dense_grid(k):
     idx, w = color.soft_encode(ab, k=k, sigma=5.0)
     assert idx.shape == w.shape == (1, k, *ab.shape[-2:])
     ref_d, _ = brute_force_knn(ab, k + 1)
-    # The chosen bins are k nearest: their distances equal the k smallest distances.
+    # The chosen bins are k nearest: their distances equal the k smallest distances, and the
+    # first is the nearest (the order of the rest is not specified).
     centres = color.ab_bin_centres(dtype=torch.float64)
     points = ab.permute(0, 2, 3, 1).reshape(-1, 1, 2).double()
     chosen_d = (points - centres[flat(idx)]).norm(dim=-1)
-    torch.testing.assert_close(chosen_d, ref_d[:, :k], atol=1e-4, rtol=0)
+    torch.testing.assert_close(chosen_d.sort(1).values, ref_d[:, :k], atol=1e-4, rtol=0)
+    torch.testing.assert_close(chosen_d[:, 0], ref_d[:, 0], atol=1e-4, rtol=0)
     # Weights are the normalised Gaussian of those distances (tie order does not matter).
     ref_w = torch.exp(-ref_d[:, :k] ** 2 / (2 * 5.0**2))
     ref_w = ref_w / ref_w.sum(1, keepdim=True)
@@ -127,6 +129,55 @@ def test_soft_encoding_matches_brute_force_on_dense_grid(k):
                                atol=1e-4, rtol=0)
     # No bin is chosen twice for the same pixel.
     assert (flat(idx).sort(1).values.diff(dim=1) > 0).all()
+
+
+def assert_k_nearest(ab, k):
+    """soft_encode picks k nearest bins (distances equal brute force's), the nearest first."""
+    idx, _ = color.soft_encode(ab, k=k, sigma=5.0)
+    ref_d, _ = brute_force_knn(ab, k)
+    points = ab.permute(0, 2, 3, 1).reshape(-1, 1, 2).double()
+    chosen = (points - color.ab_bin_centres(dtype=torch.float64)[flat(idx)]).norm(dim=-1)
+    torch.testing.assert_close(chosen.sort(1).values, ref_d, atol=1e-4, rtol=0)
+    torch.testing.assert_close(chosen[:, 0], ref_d[:, 0], atol=1e-4, rtol=0)
+    if k > 1:
+        assert (flat(idx).sort(1).values.diff(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10, 16])
+def test_soft_encoding_exact_where_neighbours_tie(k):
+    # Around bin centres several bins tie for the k-th place, and the cells of the lookup
+    # table have corners on multiples of 1/4: probe both, off by 0 and by tiny amounts.
+    centres = color.ab_bin_centres()
+    offsets = torch.tensor([0.0, 1e-3, -1e-3, 0.25, -0.25, 0.5, 5.0, -5.0, 2.5])
+    oa, ob = torch.meshgrid(offsets, offsets, indexing="ij")
+    points = centres[:, None, :] + torch.stack([oa.flatten(), ob.flatten()], -1)
+    assert_k_nearest(points.reshape(-1, 2).T.reshape(1, 2, -1, 1), k)
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_soft_encoding_exact_on_random_values_over_the_whole_range(k):
+    ab = torch.rand(1, 2, 200, 200, generator=torch.Generator().manual_seed(k)) * 256 - 128
+    assert_k_nearest(ab, k)
+
+
+def test_soft_encoding_beyond_the_lookup_table_k_is_exact():
+    # Large k is served by the candidate search alone.
+    ab = torch.rand(1, 2, 20, 20, generator=torch.Generator().manual_seed(5)) * 220 - 110
+    assert_k_nearest(ab, 40)
+
+
+def test_lookup_table_serves_almost_every_pixel_of_photos():
+    # The fast path (no search, no sort) must be the common one on real photos.
+    from splitbrain.color import quantize
+    cell_row = quantize._local_table(10, torch.device("cpu"))[0]
+    nf = int(2 * quantize._TABLE_RANGE / quantize._FINE)
+    served = []
+    for name in ["astronaut", "chelsea", "coffee"]:
+        rgb = torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1)[None]
+        x = color.sample_ab(rgb, [s // 2 for s in rgb.shape[-2:]]).permute(0, 2, 3, 1)
+        cell = ((x.reshape(-1, 2) + quantize._TABLE_RANGE) / quantize._FINE).floor().long()
+        served.append((cell_row[cell[:, 0] * nf + cell[:, 1]] >= 0).float().mean().item())
+    assert min(served) > 0.95, served
 
 
 def test_soft_encoding_random_values_dense_target_matches_reference():
