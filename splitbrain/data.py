@@ -1,4 +1,4 @@
-"""Datasets that yield sRGB float tensors (3, H, W) in [0, 1] and an integer label.
+"""Datasets that yield 8-bit sRGB tensors (3, H, W) (uint8) and an integer label.
 
 Lab conversion is not done here: it runs batched on the training device. Random augmentation
 draws from torch's global RNG, so :class:`splitbrain.engine.SeededSamples` makes it repeatable.
@@ -42,31 +42,33 @@ class _ShortSideAtLeast:
         return f"{type(self).__name__}(size={self.size})"
 
 
-def _to_float():
-    return [T.ToDtype(torch.float32, scale=True), T.ToPureTensor()]
+def _to_tensor():
+    # Images stay 8-bit: a quarter of the bytes through the loader and onto the device, and the
+    # colour code has lookup-table paths for uint8 (see splitbrain.color.lightness).
+    return [T.ToPureTensor()]
 
 
 def train_transform(size):
     """Random ``size`` crop (short side first resized up if smaller) and horizontal flip.
 
     Returns:
-        A callable: PIL image or uint8 tensor -> float tensor (3, size, size) in [0, 1].
+        A callable: PIL image or uint8 tensor -> uint8 tensor (3, size, size).
     """
     return T.Compose([T.ToImage(), _ShortSideAtLeast(size), T.RandomCrop(size),
-                      T.RandomHorizontalFlip(), *_to_float()])
+                      T.RandomHorizontalFlip(), *_to_tensor()])
 
 
 def eval_transform(size):
     """Short side resized to ``size``, then the centre ``size`` crop (deterministic).
 
     Returns:
-        A callable: PIL image or uint8 tensor -> float tensor (3, size, size) in [0, 1].
+        A callable: PIL image or uint8 tensor -> uint8 tensor (3, size, size).
     """
     return T.Compose([T.ToImage(), T.Resize(size, antialias=True), T.CenterCrop(size),
-                      *_to_float()])
+                      *_to_tensor()])
 
 
-_TO_TENSOR = T.Compose([T.ToImage(), *_to_float()])
+_TO_TENSOR = T.Compose([T.ToImage(), *_to_tensor()])
 
 
 # --- the photos bundled with scikit-image and scikit-learn ----------------------------------
@@ -145,7 +147,7 @@ class SamplePhotos(Dataset):
         crop = self.photos[photo][:, top:top + self.size, left:left + self.size]
         if self.augment and torch.rand(()) < 0.5:
             crop = crop.flip(-1)
-        return crop.float() / 255, photo
+        return crop.clone(), photo
 
 
 def _fit_regions(img, size):
@@ -208,7 +210,7 @@ class ImageFiles(_SkipUnreadable, Dataset):
 
     Args:
         root_or_paths: a folder or file, or a list of them (see :func:`find_images`).
-        transform: PIL image -> tensor, e.g. :func:`train_transform`; None converts to a float
+        transform: PIL image -> tensor, e.g. :func:`train_transform`; None converts to a uint8
             tensor as it is.
     """
 
@@ -238,7 +240,7 @@ class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
 
     Args:
         root: the folder holding one subfolder per class.
-        transform: PIL image -> tensor; None converts to a float tensor as it is.
+        transform: PIL image -> tensor; None converts to a uint8 tensor as it is.
     """
 
     def __init__(self, root, transform=None):
@@ -305,7 +307,7 @@ def build_dataset(data, split, size, train, length=1024, download=False, labelle
         root: where cifar10 / stl10 live.
 
     Returns:
-        A Dataset of (float tensor (3, size, size) in [0, 1], int label).
+        A Dataset of (uint8 tensor (3, size, size), int label).
 
     Raises:
         FileNotFoundError: the path, or the cifar10 / stl10 files, do not exist.

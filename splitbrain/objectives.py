@@ -124,7 +124,8 @@ class ColorizationObjective:
         """Image rows for TensorBoard: grey input, prediction, ground truth, each (B, 3, H, W)."""
         L = color.lightness(rgb)
         pred = join_lab(L, decode_ab(output, self.loss, temperature))
-        return {"input": L.expand(-1, 3, -1, -1) / 100, "prediction": pred, "truth": rgb}
+        return {"input": L.expand(-1, 3, -1, -1) / 100, "prediction": pred,
+                "truth": color.to_float_rgb(rgb)}
 
 
 # --- split-brain ------------------------------------------------------------------------------
@@ -233,7 +234,7 @@ class SplitBrainObjective:
         rows = {"input_L": grey(L)}
         if self._half(AB_CHANNELS) is not None:
             rows["l2ab_colour"] = join_lab(L, self.predict_ab(outputs, temperature))
-            rows["truth"] = rgb
+            rows["truth"] = color.to_float_rgb(rgb)
         if self._half(L_CHANNELS) is not None:
             pred_l = F.interpolate(self.predict_l(outputs, temperature), size=L.shape[-2:],
                                    mode="bilinear", align_corners=False)

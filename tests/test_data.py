@@ -16,13 +16,13 @@ from splitbrain.engine import SeededSamples
 # --- transforms -----------------------------------------------------------------------------
 
 def same(a, b):
-    # ToDtype computes x * (1 / 255), the references x / 255: equal up to float rounding.
-    return a.shape == b.shape and torch.allclose(a, b, rtol=0, atol=1e-6)
+    """Equal 8-bit images (datasets serve uint8; the colour code converts on the device)."""
+    return a.dtype == b.dtype == torch.uint8 and a.shape == b.shape and torch.equal(a, b)
 
 
 def test_train_transform_crops_flips_and_enlarges_small_images(photo):
     img = photo(size=(32, 32))
-    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
     t = train_transform(32)
     outs = []
     for seed in range(12):
@@ -32,13 +32,13 @@ def test_train_transform_crops_flips_and_enlarges_small_images(photo):
     assert all(same(o, ref) or same(o, ref.flip(-1)) for o in outs)
     assert any(same(o, ref) for o in outs) and any(same(o, ref.flip(-1)) for o in outs)
     small = t(photo(size=(20, 12)))
-    assert small.shape == (3, 32, 32) and small.dtype == torch.float32
-    assert 0 <= small.min() and small.max() <= 1 and type(small) is torch.Tensor
+    assert small.shape == (3, 32, 32) and small.dtype == torch.uint8
+    assert type(small) is torch.Tensor
 
 
 def test_eval_transform_is_the_centre_crop(photo):
     img = photo(size=(64, 32))  # short side already 32: only the crop acts
-    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255
+    ref = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
     assert same(eval_transform(32)(img), ref[:, :, 16:48])
     assert eval_transform(24)(photo(size=(50, 40))).shape == (3, 24, 24)
 
@@ -50,8 +50,8 @@ def test_sample_photos_shapes_labels_and_range():
     assert ds.classes == list(SAMPLE_PHOTOS) and len(ds) == 14
     for i in (0, 3, 13):
         rgb, label = ds[i]
-        assert rgb.shape == (3, 48, 48) and rgb.dtype == torch.float32
-        assert 0 <= rgb.min() and rgb.max() <= 1 and label == i % 7
+        assert rgb.shape == (3, 48, 48) and rgb.dtype == torch.uint8 and label == i % 7
+        assert rgb.float().std() > 0  # a photo, not a blank
     with pytest.raises(IndexError):
         ds[14]
 
@@ -74,7 +74,7 @@ def test_sample_train_and_val_crops_come_from_disjoint_regions(size):
             assert 0 <= top and top + size <= ds.photos[photo].shape[1]
     # What val serves is exactly the pixels of its box.
     photo, top, left = val.crop_box(5)
-    expected = val.photos[photo][:, top:top + size, left:left + size].float() / 255
+    expected = val.photos[photo][:, top:top + size, left:left + size]
     assert torch.equal(val[5][0], expected)
 
 
@@ -101,7 +101,7 @@ def test_sample_train_crops_are_flipped_half_the_time():
     for seed in range(16):
         torch.manual_seed(seed)
         photo, top, left = ds.crop_box(2)  # replays the first draws of ds[2]
-        box = ds.photos[photo][:, top:top + 32, left:left + 32].float() / 255
+        box = ds.photos[photo][:, top:top + 32, left:left + 32]
         torch.manual_seed(seed)
         crop = ds[2][0]
         assert torch.equal(crop, box) or torch.equal(crop, box.flip(-1))

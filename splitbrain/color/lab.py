@@ -29,12 +29,12 @@ def rgb_to_lab(rgb):
     """Convert sRGB (D65) to CIE Lab on the tensor's device.
 
     Args:
-        rgb: float tensor in [0, 1], shape (*, 3, H, W).
+        rgb: float tensor in [0, 1] or uint8 tensor, shape (*, 3, H, W).
 
     Returns:
         Lab tensor of the same shape: L in [0, 100], a and b in about [-110, 110].
     """
-    return kornia.color.rgb_to_lab(rgb)
+    return kornia.color.rgb_to_lab(to_float_rgb(rgb))
 
 
 def lab_to_rgb(lab, clip=True):
