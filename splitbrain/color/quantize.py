@@ -53,9 +53,9 @@ def ab_bin_centres(device=None, dtype=torch.float32):
     return torch.tensor(centres, dtype=dtype, device=device)
 
 
-def _padded_centres(dtype=torch.float32):
+def _padded_centres():
     """(314, 2): the 313 centres and the sentinel's far-away position."""
-    return torch.cat([ab_bin_centres(dtype=dtype), torch.full((1, 2), _SENTINEL_AB, dtype=dtype)])
+    return torch.cat([ab_bin_centres(), torch.full((1, 2), _SENTINEL_AB)])
 
 
 def _grid_coords(bins):

@@ -38,7 +38,23 @@ def _lrn():
     return nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=1.0)
 
 
-class AlexNetEncoder(nn.Module):
+class _Tapped(nn.Module):
+    """A network whose ``_stages()`` list its named activations (``feature_layers``)."""
+
+    def forward_features(self, x, layers=CONV_LAYERS):
+        """Named post-ReLU activations (``self.feature_layers``); the forward stops after the last one requested.
+
+        Args:
+            x: normalised input, (B, in_channels, H, W).
+            layers: names from ``self.feature_layers`` (a single name may be a string).
+
+        Returns:
+            dict name -> (B, feature_channels[name], h, w), in the order requested.
+        """
+        return run_taps(x, self._stages(), layers)
+
+
+class AlexNetEncoder(_Tapped):
     """conv1..conv5 of AlexNet (Krizhevsky, Sutskever, Hinton, NeurIPS 2012), without groups.
 
     conv1 11×11 stride 4 -> pool 3/2 -> conv2 5×5 -> pool 3/2 -> conv3, conv4, conv5 3×3. Each
@@ -88,24 +104,12 @@ class AlexNetEncoder(nn.Module):
                 ("conv4", [self.conv4]),
                 ("conv5", [self.conv5])]
 
-    def forward_features(self, x, layers=CONV_LAYERS):
-        """Named post-ReLU activations; the forward stops after the last one requested.
-
-        Args:
-            x: normalised input, (B, in_channels, H, W).
-            layers: names from ``self.feature_layers`` (a single name may be a string).
-
-        Returns:
-            dict name -> (B, feature_channels[name], h, w), in the order requested.
-        """
-        return run_taps(x, self._stages(), layers)
-
     def forward(self, x):
         """Normalised input -> conv5 activations (B, widths[4], h, w)."""
         return self.forward_features(x, "conv5")["conv5"]
 
 
-class AlexNetFCN(nn.Module):
+class AlexNetFCN(_Tapped):
     """AlexNet encoder + fc6, fc7 as convolutions + a 1×1 head; fully convolutional.
 
     The shared body of the colorization AlexNet and of each split-brain half. It takes an
@@ -136,18 +140,6 @@ class AlexNetFCN(nn.Module):
     def _stages(self):
         return self.encoder._stages() + [("fc6", [self.pool5, self.fc6]), ("fc7", [self.fc7])]
 
-    def forward_features(self, x, layers=CONV_LAYERS):
-        """Named post-ReLU activations ("conv1".."conv5", "fc6", "fc7"); stops early.
-
-        Args:
-            x: normalised input, (B, in_channels, H, W).
-            layers: names from ``self.feature_layers`` (a single name may be a string).
-
-        Returns:
-            dict name -> (B, feature_channels[name], h, w), in the order requested.
-        """
-        return run_taps(x, self._stages(), layers)
-
     def forward(self, x):
         """Input -> logits (B, num_classes, h, w) at conv5's resolution."""
         return self.head(self.forward_features(x, "fc7")["fc7"])
@@ -174,7 +166,7 @@ class AlexNetColorization(AlexNetFCN):
         self.l_norm = l_norm
 
     def forward_features(self, L, layers=CONV_LAYERS):
-        """Named activations of raw L (B, 1, H, W); see :meth:`AlexNetFCN.forward_features`."""
+        """Named activations of raw L (B, 1, H, W); see :meth:`_Tapped.forward_features`."""
         if L.shape[1] != 1:
             raise ValueError(f"AlexNetColorization takes L alone, (B, 1, H, W); "
                              f"got {tuple(L.shape)}")
