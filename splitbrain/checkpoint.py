@@ -1,45 +1,93 @@
-"""Checkpoints as plain data, written atomically and read without unpickling code.
+"""Checkpoints, the whole round trip: atomic writes, save, load, resume, and model rebuilding.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts::
 
-    {"format": "splitbrain", "version": 1, "task": "colorize",
+    {"format": "splitbrain", "version": 2, "task": "colorize",
      "model": {"name": "eccv16", "kwargs": {...}}, "state_dict": {...},
-     "color": {"ab_centres": (313, 2) tensor, "class_weights": (313,) tensor, ...},
+     "color": {"head": "cl", "ab_centres": (313, 2) tensor, "class_weights": (313,) tensor, ...},
      "config": {...}, "step": 1200, "optimizer": {...}, "scheduler": {...}, "metrics": {...}}
 
-so ``torch.load(..., weights_only=True)`` can read it.
+so ``torch.load(..., weights_only=True)`` can read it. :func:`load` also accepts version-1
+checkpoints (head kinds named "classification" / "regression") and the official ECCV16 release
+weights, and hands every caller the same current layout; :func:`build_model` turns any of them
+into the network they hold.
+
+Every file the project writes (checkpoints, priors, configs, colorized photos) goes through
+:func:`atomic_write`, so a crash or a full disk never leaves a half-written file in place.
 """
 
+import copy
 import os
 from pathlib import Path
 
 import torch
 
 FORMAT = "splitbrain"
-VERSION = 1
+VERSION = 2
+# Version 1 named the head kinds in full; they are "cl" and "reg" everywhere now.
+_OLD_HEAD_NAMES = {"classification": "cl", "regression": "reg"}
+
+# The official PyTorch ECCV16 release multiplies the last layer's logits by this factor (the
+# annealing folded into the weights) before its softmax; 1 / 2.606 is its temperature.
+OFFICIAL_ECCV16_LOGIT_SCALE = 2.606
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or made for something else."""
 
 
-def save(state, path):
-    """Write ``state`` to ``path`` atomically: a crash mid-write never leaves a broken file."""
+# --- writing ----------------------------------------------------------------------------------
+
+def atomic_write(path, write):
+    """Create or replace ``path`` so that readers see the old file or the new one, never a part.
+
+    Args:
+        path: the file to write; its folder is created if needed.
+        write: ``write(tmp)`` writes the whole content to the path ``tmp`` (a hidden file in
+            the same folder, with the same suffix, so format-by-extension writers work).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
-        torch.save({"format": FORMAT, "version": VERSION, **state}, tmp)
+        write(tmp)
+        with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def save(state, path):
+    """Write ``state`` (plain data) as a checkpoint at ``path``, atomically."""
+    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state},
+                                              tmp))
+
+
+def training_state(task, model, model_spec, config, step, optimizer, scheduler, extra=None,
+                   metrics=None):
+    """The checkpoint of a training run at ``step``: everything :func:`resume` needs."""
+    state = {
+        "task": task,
+        "model": model_spec,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "config": config,
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "metrics": metrics or {},
+    }
+    state.update(extra or {})
+    return state
+
+
+# --- reading ----------------------------------------------------------------------------------
+
 def load(path, task=None, map_location="cpu"):
-    """Read a splitbrain checkpoint safely.
+    """Read a checkpoint safely (no code runs) and bring it to the current layout.
 
     Args:
-        path: file written by :func:`save`.
+        path: a file written by :func:`save`, or the official ECCV16 release weights.
         task: if given, the task the checkpoint must come from (e.g. "colorize").
 
     Raises:
@@ -52,12 +100,33 @@ def load(path, task=None, map_location="cpu"):
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to read means an unusable file
         raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+    if is_official_eccv16(state):
+        state = from_official_eccv16(state)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a splitbrain checkpoint (no 'format: {FORMAT}' "
                               f"entry); pass a file written by tools/train.py")
+    state = _upgrade(state)
     if task is not None and state.get("task") != task:
         raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, "
                               f"but {task!r} is needed")
+    return state
+
+
+def _upgrade(state):
+    """A version-1 checkpoint in the version-2 layout: head kinds "cl" / "reg"."""
+    if state.get("version", 1) >= VERSION:
+        return state
+    state = dict(state, version=VERSION)
+    if isinstance(state.get("color"), dict) and "head" in state["color"]:
+        head = state["color"]["head"]
+        state["color"] = dict(state["color"], head=_OLD_HEAD_NAMES.get(head, head))
+    config = state.get("config")
+    if isinstance(config, dict) and "loss" in config and isinstance(config.get("model"), dict):
+        # The colorize config's top-level `loss: classification` is now `model.head: cl`.
+        config = copy.deepcopy(config)
+        loss = config.pop("loss")
+        config["model"]["head"] = _OLD_HEAD_NAMES.get(loss, loss)
+        state["config"] = config
     return state
 
 
@@ -79,3 +148,76 @@ def load_state_dict(model, state_dict, path="checkpoint"):
         raise CheckpointError(f"{path} does not fit {type(model).__name__}: "
                               + "; ".join(parts) + ". Was it trained with another architecture?")
     model.load_state_dict(state_dict)
+
+
+def build_model(state, path="checkpoint", weights=True):
+    """The network a checkpoint holds: its recorded architecture, with its weights.
+
+    Works for every checkpoint :func:`load` returns: colorize, split-brain (both halves or one
+    half trained alone, or halves joined by tools/join_halves.py) and the ECCV16 release.
+
+    Args:
+        state: a dict from :func:`load`.
+        path: names the checkpoint in error messages.
+        weights: False builds the same architecture with fresh (random) weights.
+
+    Raises:
+        CheckpointError: no model recorded, an unknown architecture, or weights that do not fit.
+    """
+    from .models import build_model as build
+
+    spec = state.get("model")
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise CheckpointError(f"{path} (task {state.get('task')!r}) records no model")
+    try:
+        model = build(spec["name"], **dict(spec.get("kwargs") or {}))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: cannot build its model {spec['name']!r}: {err}") from None
+    if weights:
+        load_state_dict(model, state["state_dict"], path)
+    return model
+
+
+def resume(state, model, optimizer, scheduler, path="checkpoint"):
+    """Put a run back where its checkpoint left it: weights, optimiser and schedule.
+
+    Returns:
+        (step, metrics) stored in the checkpoint.
+    """
+    load_state_dict(model, state["state_dict"], path)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    return state["step"], state.get("metrics", {})
+
+
+# --- the official ECCV16 release -------------------------------------------------------------
+
+def is_official_eccv16(state):
+    """True for the state dict of the official release (``colorization_release_v2``)."""
+    return (isinstance(state, dict) and "format" not in state
+            and "model1.0.weight" in state and "model_out.weight" in state)
+
+
+def from_official_eccv16(release):
+    """The official release's state dict as a splitbrain colorize checkpoint.
+
+    The release's last layer carries a ×2.606 logit scale; it is divided out here so the
+    network returns plain logits, and the stored temperature 1/2.606 reproduces the release's
+    own decoding exactly. The bin centres are read from its ``model_out`` 1×1 convolution.
+    Releases converted from Caffe have no BatchNorm step counters; zeros are filled in.
+    """
+    from .color import AB_SCALE
+
+    weights = {k: v / OFFICIAL_ECCV16_LOGIT_SCALE if k.startswith("model8.6.") else v
+               for k, v in release.items() if k != "model_out.weight"}
+    for k in list(weights):
+        if k.endswith(".running_var"):
+            counter = k[:-len("running_var")] + "num_batches_tracked"
+            weights.setdefault(counter, torch.tensor(0))
+    centres = release["model_out.weight"][:, :, 0, 0].t().float() * AB_SCALE  # (313, 2)
+    return {"format": FORMAT, "version": VERSION, "task": "colorize",
+            "model": {"name": "eccv16", "kwargs": {"l_norm": "unit"}},
+            "state_dict": weights,
+            "color": {"head": "cl", "ab_centres": centres, "l_norm": "unit",
+                      "temperature": 1 / OFFICIAL_ECCV16_LOGIT_SCALE},
+            "source": "official ECCV16 release"}

@@ -3,11 +3,10 @@
 The network sees the L channel at a working size; its ab prediction is upsampled to the
 photo's own size and joined with the photo's own full-resolution L, so every detail of the
 original's lightness is kept. A :class:`Colorizer` bundles a model with what decoding needs,
-read from a splitbrain checkpoint or from the official ECCV16 release weights.
+read from any checkpoint that can colorize (see :func:`load_colorizer`).
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,12 +15,8 @@ from PIL import Image
 
 from . import checkpoint as ckpt
 from . import color
-from .models import SplitBrain, build_model
-from .objectives import decode_ab
-
-# The official PyTorch ECCV16 release multiplies the last layer's logits by this factor (the
-# annealing folded into the weights) before its softmax; 1 / 2.606 is its temperature.
-OFFICIAL_ECCV16_LOGIT_SCALE = 2.606
+from .images import load_rgb
+from .models import SplitBrain, half_name
 
 
 @dataclass
@@ -30,14 +25,14 @@ class Colorizer:
 
     Attributes:
         model: takes raw Lab L (B, 1, H, W), returns (B, Q, h, w) logits or (B, 2, h, w) ab/110.
-        head: "classification" or "regression".
+        head: "cl" or "reg" (see :mod:`splitbrain.color.decode`).
         centres: (Q, 2) ab value of each class.
         temperature: annealed-mean temperature.
         size: the short side of the network's working size, in pixels.
     """
 
     model: torch.nn.Module
-    head: str = "classification"
+    head: str = "cl"
     centres: torch.Tensor = None
     temperature: float = 0.38
     size: int = 256
@@ -55,8 +50,8 @@ class Colorizer:
         # Antialiased resize: the network sees the photo, not aliasing from a large downscale.
         small = F.interpolate(L, size=work, mode="bilinear", antialias=scale < 1,
                               align_corners=False)
-        ab = decode_ab(self.model(small.to(self.device)), self.head, self.temperature,
-                       self.centres)
+        ab = color.decode_ab(self.model(small.to(self.device)), self.head, self.temperature,
+                             self.centres)
         return F.interpolate(ab.float().cpu(), size=(H, W), mode="bilinear",
                              align_corners=False)
 
@@ -81,8 +76,6 @@ def colorize(image, colorizer):
     Returns:
         An RGB PIL image with exactly the input's size.
     """
-    from .images import load_rgb
-
     if not isinstance(colorizer, Colorizer):
         colorizer = load_colorizer(colorizer)
     if not isinstance(image, Image.Image):
@@ -101,85 +94,49 @@ def to_uint8(rgb):
 
 # --- loading ------------------------------------------------------------------------------
 
-def is_official_eccv16(state):
-    return (isinstance(state, dict) and "format" not in state
-            and "model1.0.weight" in state and "model_out.weight" in state)
+def colorizer_from_checkpoint(state, path="checkpoint"):
+    """A Colorizer from a checkpoint dict of :func:`splitbrain.checkpoint.load`.
 
+    A ``--task colorize`` checkpoint (the ECCV16 release loads as one) colorizes with its
+    model; a split-brain checkpoint with its L -> ab half, fed from L alone.
 
-def from_official_eccv16(state, temperature=None, size=256):
-    """A Colorizer from the official release state dict (``colorization_release_v2``).
-
-    The release's last layer carries a ×2.606 logit scale; it is divided out here so the
-    network returns plain logits, and the default temperature 1/2.606 reproduces the release's
-    own decoding exactly. The bin centres are read from its ``model_out`` 1×1 convolution.
+    Raises:
+        CheckpointError: another task, or a split-brain model without an L -> ab half.
     """
-    model = build_model("eccv16", l_norm="unit")
-    weights = {k: v for k, v in state.items() if k != "model_out.weight"}
-    weights = {k: v / OFFICIAL_ECCV16_LOGIT_SCALE if k.startswith("model8.6.") else v
-               for k, v in weights.items()}
-    own = model.state_dict()
-    # Releases converted from Caffe have no BatchNorm step counters; keep ours.
-    for k in own:
-        if k.endswith("num_batches_tracked") and k not in weights:
-            weights[k] = own[k]
-    ckpt.load_state_dict(model, weights, "the ECCV16 release weights")
-    centres = state["model_out.weight"][:, :, 0, 0].t().float() * color.AB_SCALE  # (313, 2)
-    if temperature is None:
-        temperature = 1 / OFFICIAL_ECCV16_LOGIT_SCALE
-    return Colorizer(model.eval(), "classification", centres, temperature, size)
-
-
-def load_colorizer(path, device="cpu", temperature=None, size=256):
-    """A Colorizer from any checkpoint that can colorize.
-
-    Accepts a ``--task colorize`` checkpoint, a split-brain checkpoint (its L -> ab half), or
-    the official ECCV16 release weights. Anything else is a clear CheckpointError.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ckpt.CheckpointError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise ckpt.CheckpointError(f"cannot read checkpoint {path}: {err}") from None
-    if is_official_eccv16(raw):
-        colorizer = from_official_eccv16(raw, temperature, size)
-    else:
-        state = ckpt.load(path)
-        builder = COLORIZER_BUILDERS.get(state.get("task"))
-        if builder is None:
-            raise ckpt.CheckpointError(
-                f"{path} is a {state.get('task')!r} checkpoint, which cannot colorize; pass a "
-                f"checkpoint from tools/train.py --task colorize or --task splitbrain")
-        colorizer = builder(state, path)
-        if temperature is not None:
-            colorizer.temperature = temperature
-        colorizer.size = size
-    colorizer.model.to(device).eval()
-    return colorizer
-
-
-def _colorizer_from_colorize_ckpt(state, path):
-    spec, c = state["model"], state["color"]
-    model = build_model(spec["name"], **spec["kwargs"])
-    ckpt.load_state_dict(model, state["state_dict"], path)
-    return Colorizer(model, c["head"], c["ab_centres"].float(), c["temperature"])
-
-
-def _colorizer_from_splitbrain_ckpt(state, path):
-    """The L -> ab half of a split-brain model (or an L -> ab half trained alone)."""
-    spec, c = state["model"], state["color"]
-    model = build_model(spec["name"], **spec["kwargs"])
-    ckpt.load_state_dict(model, state["state_dict"], path)
+    task, c = state.get("task"), state.get("color", {})
+    if task not in ("colorize", "splitbrain"):
+        raise ckpt.CheckpointError(
+            f"{path} is a {task!r} checkpoint, which cannot colorize; pass a checkpoint from "
+            f"tools/train.py --task colorize or --task splitbrain, or the ECCV16 release")
+    model = ckpt.build_model(state, path)
+    if task == "colorize":
+        return Colorizer(model, c["head"], c["ab_centres"].float(), c["temperature"])
     try:
         half = model.half("l2ab") if isinstance(model, SplitBrain) else model
     except ValueError:
         half = None
-    if half is None or (half.inputs, half.targets) != ([0], [1, 2]):
+    if half is None or half_name(half.spec) != "l2ab":
         raise ckpt.CheckpointError(f"{path} has no L -> ab half, so it cannot colorize; pass a "
                                    f"checkpoint trained with model.half=both or l2ab")
-    head = "regression" if half.head_type == "reg" else "classification"
-    return Colorizer(_LabInput(half), head, c["ab_centres"].float(), c["temperature"])
+    return Colorizer(_LabInput(half), half.head_type, c["ab_centres"].float(), c["temperature"])
+
+
+def load_colorizer(path, device="cpu", temperature=None, size=256):
+    """A Colorizer from any checkpoint that can colorize, on ``device``, in eval mode.
+
+    Accepts a ``--task colorize`` checkpoint, a split-brain checkpoint (its L -> ab half), or
+    the official ECCV16 release weights. Anything else is a clear CheckpointError.
+
+    Args:
+        temperature: annealed-mean temperature (default: the checkpoint's).
+        size: short side of the network's working size.
+    """
+    colorizer = colorizer_from_checkpoint(ckpt.load(path), path)
+    if temperature is not None:
+        colorizer.temperature = temperature
+    colorizer.size = size
+    colorizer.model.to(device).eval()
+    return colorizer
 
 
 class _LabInput(torch.nn.Module):
@@ -191,7 +148,3 @@ class _LabInput(torch.nn.Module):
 
     def forward(self, L):
         return self.net(torch.cat([L, torch.zeros_like(L).expand(-1, 2, -1, -1)], dim=1))
-
-
-COLORIZER_BUILDERS = {"colorize": _colorizer_from_colorize_ckpt,
-                      "splitbrain": _colorizer_from_splitbrain_ckpt}

@@ -7,10 +7,11 @@ to the outputs and stored in every checkpoint.
 
 import copy
 import difflib
-import os
 from pathlib import Path
 
 import yaml
+
+from .checkpoint import atomic_write
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -154,7 +155,5 @@ def resolve(task, config_path=None, overrides=()):
 
 def save(cfg, path):
     """Write the resolved config as YAML (atomically)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    os.replace(tmp, path)
+    text = yaml.safe_dump(cfg, sort_keys=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))

@@ -1,7 +1,9 @@
 """Datasets that yield 8-bit sRGB tensors (3, H, W) (uint8) and an integer label.
 
 Lab conversion is not done here: it runs batched on the training device. Random augmentation
-draws from torch's global RNG, so :class:`splitbrain.engine.SeededSamples` makes it repeatable.
+draws from torch's global RNG, so :class:`SeededSamples` makes it repeatable. The loaders at the
+end of this module fix the data order: it is a pure function of (seed, step), so a run resumed
+at step s sees exactly the batches an uninterrupted run sees after step s.
 """
 
 import functools
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .compat import torchvision
 from .images import ImageReadError, find_images, is_image_path, load_rgb
@@ -287,7 +289,7 @@ def _torchvision_dataset(name, split, transform, root, download):
 
 
 def build_dataset(data, split, size, train, length=1024, download=False, labelled=False,
-                  seed=0, root="./data"):
+                  seed=0, root="./data", transform=None):
     """A dataset by name or path, with the transform that ``train`` asks for.
 
     Args:
@@ -305,6 +307,8 @@ def build_dataset(data, split, size, train, length=1024, download=False, labelle
         labelled: read a folder as an ImageFolder.
         seed: fixes the validation crops of sample.
         root: where cifar10 / stl10 live.
+        transform: PIL image -> uint8 tensor (3, size, size), used instead of the one that
+            ``train`` asks for (not for sample, whose crops are cut from the photos directly).
 
     Returns:
         A Dataset of (uint8 tensor (3, size, size), int label).
@@ -314,8 +318,11 @@ def build_dataset(data, split, size, train, length=1024, download=False, labelle
         ValueError: no images, no class subfolders, or an unknown split.
     """
     if data == "sample":
+        if transform is not None:
+            raise ValueError("sample takes no transform: its crops are cut from the photos")
         return SamplePhotos(split, size, length, seed, augment=train)
-    transform = train_transform(size) if train else eval_transform(size)
+    if transform is None:
+        transform = train_transform(size) if train else eval_transform(size)
     if data in ("cifar10", "stl10"):
         return _torchvision_dataset(data, split, transform, root, download)
     path = Path(data)
@@ -326,3 +333,61 @@ def build_dataset(data, split, size, train, length=1024, download=False, labelle
         path = path / split
     return LabelledFolder(path, transform) if labelled else ImageFiles(path, transform)
 
+
+# --- resumable, deterministic data order ----------------------------------------------------
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item ``(index, seed)`` is augmented with RNGs seeded by ``seed``."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
+
+
+class StepBatches:
+    """Batch sampler yielding the batches of steps ``start, start+1, ...`` (forever).
+
+    Epoch e is a permutation drawn from ``seed + e``; the last incomplete batch is dropped.
+    Every yielded item is ``(index, sample_seed)`` with a seed unique to (step, position).
+    """
+
+    def __init__(self, n, batch_size, seed=0, start_step=0):
+        if n < batch_size:
+            raise ValueError(f"the dataset has {n} items, fewer than one batch of {batch_size}; "
+                             f"lower the batch size or add images")
+        self.n, self.batch_size, self.seed, self.start_step = n, batch_size, seed, start_step
+        self.steps_per_epoch = n // batch_size
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+            for pos in range(pos, self.steps_per_epoch):
+                idx = perm[pos * self.batch_size:(pos + 1) * self.batch_size].tolist()
+                base = (self.seed * 1_000_003 + step) * self.batch_size
+                yield [(i, base + j) for j, i in enumerate(idx)]
+                step += 1
+
+
+def train_loader(dataset, batch_size, seed, start_step, workers=0, device=None):
+    """An endless loader whose batch order depends only on (seed, step)."""
+    return DataLoader(SeededSamples(dataset), batch_sampler=StepBatches(len(dataset), batch_size,
+                                                                        seed, start_step),
+                      num_workers=workers, pin_memory=device is not None and device.type == "cuda",
+                      persistent_workers=workers > 0)
+
+
+def eval_loader(dataset, batch_size, workers=0):
+    """Fixed-order loader; samples are seeded by their index, so evaluation is repeatable."""
+    n = len(dataset)
+    batches = [[(i, i) for i in range(s, min(s + batch_size, n))] for s in range(0, n, batch_size)]
+    return DataLoader(SeededSamples(dataset), batch_sampler=batches, num_workers=workers)

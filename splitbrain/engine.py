@@ -1,125 +1,46 @@
 """The training loop and evaluation, as plain functions over explicit arguments.
 
-Data order is a pure function of (seed, step): each step's batch indices come from a seeded
-permutation of the dataset, and every sample's augmentation is seeded by its own number. A run
-resumed at step s therefore sees exactly the batches an uninterrupted run sees after step s.
+The data order comes from the loaders of :mod:`splitbrain.data` (a pure function of (seed,
+step)); checkpoints from :mod:`splitbrain.checkpoint`; device and precision from
+:mod:`splitbrain.runtime`. This module only runs steps, validates and decides when to log.
 """
 
-import contextlib
 import math
 import time
 
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from . import checkpoint as ckpt
+from .runlog import log_images
+from .runtime import autocast
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf."""
 
 
-# --- device and precision -------------------------------------------------------------------
-
-def resolve_device(name="auto"):
-    """"auto" picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but no CUDA GPU is available; "
-                         "use device=auto or device=cpu")
-    return device
-
-
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def autocast(device, precision):
-    """Autocast context for ``precision`` ("fp32" disables it)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if PRECISIONS[precision] is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=PRECISIONS[precision])
-
-
-# --- resumable, deterministic data order ----------------------------------------------------
-
-class SeededSamples(Dataset):
-    """Wraps a dataset so that item ``(index, seed)`` is augmented with RNGs seeded by ``seed``."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, key):
-        index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
-
-
-class StepBatches:
-    """Batch sampler yielding the batches of steps ``start, start+1, ...`` (forever).
-
-    Epoch e is a permutation drawn from ``seed + e``; the last incomplete batch is dropped.
-    Every yielded item is ``(index, sample_seed)`` with a seed unique to (step, position).
-    """
-
-    def __init__(self, n, batch_size, seed=0, start_step=0):
-        if n < batch_size:
-            raise ValueError(f"the dataset has {n} items, fewer than one batch of {batch_size}; "
-                             f"lower the batch size or add images")
-        self.n, self.batch_size, self.seed, self.start_step = n, batch_size, seed, start_step
-        self.steps_per_epoch = n // batch_size
-
-    def __iter__(self):
-        step = self.start_step
-        while True:
-            epoch, pos = divmod(step, self.steps_per_epoch)
-            perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
-            for pos in range(pos, self.steps_per_epoch):
-                idx = perm[pos * self.batch_size:(pos + 1) * self.batch_size].tolist()
-                base = (self.seed * 1_000_003 + step) * self.batch_size
-                yield [(i, base + j) for j, i in enumerate(idx)]
-                step += 1
-
-
-def train_loader(dataset, batch_size, seed, start_step, workers=0, device=None):
-    """An endless loader whose batch order depends only on (seed, step)."""
-    return DataLoader(SeededSamples(dataset), batch_sampler=StepBatches(len(dataset), batch_size,
-                                                                        seed, start_step),
-                      num_workers=workers, pin_memory=device is not None and device.type == "cuda",
-                      persistent_workers=workers > 0)
-
-
-def eval_loader(dataset, batch_size, workers=0):
-    """Fixed-order loader; samples are seeded by their index, so evaluation is repeatable."""
-    n = len(dataset)
-    batches = [[(i, i) for i in range(s, min(s + batch_size, n))] for s in range(0, n, batch_size)]
-    return DataLoader(SeededSamples(dataset), batch_sampler=batches, num_workers=workers)
-
-
 # --- evaluation -----------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model, objective, loader, device, precision="fp32", temperature=0.38):
-    """Mean loss (and logs) over ``loader`` plus the objective's metrics, model in eval mode."""
+def evaluate(model, objective, loader, device, precision="fp32", max_batches=0):
+    """Mean loss (and logs) over ``loader`` plus the objective's metrics, model in eval mode.
+
+    Args:
+        max_batches: stop after this many batches (0: the whole loader).
+    """
     was_training = model.training
     model.eval()
     totals, count = {}, 0
     metrics = objective.new_metrics()
-    for rgb, _ in loader:
+    for i, (rgb, _) in enumerate(loader):
+        if max_batches and i >= max_batches:
+            break
         rgb = rgb.to(device, non_blocking=True)
         with autocast(device, precision):
-            _, logs, output = objective(model, rgb)
+            _, logs, pred = objective(model, rgb)
         for k, v in logs.items():
             totals[k] = totals.get(k, 0.0) + float(v) * rgb.shape[0]
         count += rgb.shape[0]
-        objective.update_metrics(metrics, rgb, output, temperature)
+        objective.update_metrics(metrics, rgb, pred)
     model.train(was_training)
     out = {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
     for name, meter in metrics.items():
@@ -158,18 +79,80 @@ class Throughput:
         return rate
 
 
-def save_checkpoint(path, model, model_spec, task, config, step, optimizer, scheduler,
-                    extra=None, metrics=None):
-    """Write a resumable checkpoint of plain data (see splitbrain.checkpoint)."""
-    state = {
-        "task": task,
-        "model": model_spec,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "config": config,
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "metrics": metrics or {},
-    }
-    state.update(extra or {})
-    ckpt.save(state, path)
+def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step, iterations,
+          device, precision="fp32", channels_last=False, val_loader=None, val_batches=0,
+          image_batch=None, log_every=20, image_every=0, val_every=0, ckpt_every=0,
+          writer=None, log=print, save=None, best_loss=float("inf"), progress=None):
+    """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
+
+    Args:
+        loader: endless training loader positioned at ``start_step`` (``data.train_loader``).
+        val_loader: validation loader; ``val_batches`` caps it (0: all of it).
+        image_batch: fixed validation images for TensorBoard grids, or None.
+        log_every, image_every, val_every, ckpt_every: intervals in steps (0: never); the
+            last step logs, draws and validates whatever the intervals say.
+        writer: TensorBoard ``SummaryWriter`` or None; log: callable taking a line.
+        save: ``save(name, step, metrics)`` with name "latest" or "best".
+        best_loss: the best validation loss so far (a resumed run's).
+        progress: a tqdm bar updated every step, or None.
+
+    Returns:
+        (step reached, best validation loss).
+
+    Raises:
+        NonFiniteLossError: the loss became NaN or inf (the message names the step).
+    """
+    step = start_step
+    meter = Throughput()
+    model.train()
+
+    def due(every):
+        return step == iterations or (every and step % every == 0)
+
+    for rgb, _ in loader:
+        if step >= iterations:
+            break
+        rgb = rgb.to(device, non_blocking=True)
+        if channels_last:
+            rgb = rgb.contiguous(memory_format=torch.channels_last)
+        try:
+            logs = train_step(model, objective, optimizer, scaler, rgb, device, precision)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(f"{err} at step {step + 1}") from None
+        scheduler.step()
+        step += 1
+        meter.add(rgb.shape[0])
+        if progress is not None:
+            progress.update(1)
+
+        if due(log_every):
+            scalars = {f"train/{k}": float(v) for k, v in logs.items()}
+            scalars["train/lr"] = scheduler.get_last_lr()[0]
+            scalars["train/images_per_s"] = meter.rate()
+            _write_scalars(writer, scalars, step)
+            if progress is not None:
+                progress.set_postfix(loss=f"{scalars['train/loss']:.3f}",
+                                     img_s=f"{scalars['train/images_per_s']:.0f}")
+            if progress is None or progress.disable:
+                log(f"step {step}/{iterations} " +
+                    " ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in scalars.items()))
+        if image_batch is not None and writer is not None and due(image_every):
+            log_images(writer, model, objective, image_batch.to(device), device, precision, step)
+        if val_loader is not None and due(val_every):
+            metrics = evaluate(model, objective, val_loader, device, precision, val_batches)
+            _write_scalars(writer, metrics, step)
+            log(f"step {step} validation: " +
+                " ".join(f"{k[4:]}={v:.4g}" for k, v in sorted(metrics.items())))
+            if metrics["val/loss"] < best_loss:
+                best_loss = metrics["val/loss"]
+                if save is not None:
+                    save("best", step, {"best_val_loss": best_loss, **metrics})
+        if save is not None and ckpt_every and step % ckpt_every == 0:
+            save("latest", step, {"best_val_loss": best_loss})
+    return step, best_loss
+
+
+def _write_scalars(writer, scalars, step):
+    if writer is not None:
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, step)

@@ -2,7 +2,7 @@
 
 AuC follows Zhang et al., "Colorful Image Colorization" (ECCV 2016), Table 1; colourfulness is
 the M metric of Hasler & Süsstrunk, "Measuring colourfulness in natural images" (2003). See
-DESIGN §4. Everything is a pure function of batched tensors and runs on their device;
+docs/reference.md §4. Everything is a pure function of batched tensors and runs on their device;
 :class:`ColorMetrics` accumulates them over an evaluation set.
 
 The AuC used here, exactly: with thresholds t_i = i * step, i = 0 .. max_threshold / step

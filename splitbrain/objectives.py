@@ -1,89 +1,99 @@
 """What a training step optimises, per task: targets built on the device, then the loss.
 
-An objective turns a batch of sRGB images into a loss (and the numbers worth logging), and a
-trained model's output back into colours. Lab conversion and soft encoding run here, batched
-on the training device, not per image in the data workers.
+An objective turns a batch of sRGB images into a loss, the numbers worth logging, and a
+:class:`Prediction` that validation metrics and image grids read without converting the batch
+to Lab a second time. Lab conversion and soft encoding run here, batched on the training
+device, not per image in the data workers. Decoding belongs to the colour core
+(:mod:`splitbrain.color.decode`); an objective only knows its annealing temperature.
 """
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from . import color, losses
+from .metrics import ColorMetrics
+from .models import half_name
 
-LOSSES = ("classification", "regression")
 
+@dataclass
+class Prediction:
+    """A forward pass of an objective.
 
-def decode_ab(output, head, temperature=0.38, centres=None):
-    """Network output at its own resolution -> ab in Lab units, (B, 2, h, w).
-
-    Args:
-        output: (B, 313, h, w) logits for a "classification" head, (B, 2, h, w) ab / AB_SCALE
-            for a "regression" head.
-        head: "classification" or "regression".
-        temperature: annealed-mean temperature for a classification head.
-        centres: (313, 2) bin centres (defaults to the standard 313).
+    Attributes:
+        output: the network's output: a tensor, or for split-brain a list with one per half.
+        L: (B, 1, H, W) the batch's lightness at full resolution.
+        lab: (B, 3, H, W) the batch in Lab at full resolution, when the step computed it.
     """
-    if head == "regression":
-        return output.float() * color.AB_SCALE
-    if centres is None:
-        centres = color.ab_bin_centres(device=output.device)
-    return color.annealed_mean(output, centres, temperature)
+
+    output: object
+    L: torch.Tensor
+    lab: torch.Tensor = None
+
+    def true_ab(self, rgb):
+        """The batch's ab at full resolution, (B, 2, H, W), converted only if not at hand."""
+        if self.lab is not None:
+            return self.lab[:, 1:]
+        return color.sample_ab(rgb, rgb.shape[-2:])
 
 
-def join_lab(L, ab):
-    """Full-resolution L with ab upsampled (bilinear) to its size -> sRGB (B, 3, H, W)."""
-    ab = F.interpolate(ab.float(), size=L.shape[-2:], mode="bilinear", align_corners=False)
-    return color.lab_to_rgb(torch.cat([L.float(), ab], dim=1))
-
-
-def update_colour_metrics(metrics, rgb, pred_ab, class_weights=None):
+def update_colour_metrics(metrics, pred_ab, true_ab, L, class_weights=None):
     """Add a batch to ``{"model": ColorMetrics, "grey": ColorMetrics}`` at full resolution.
 
     Args:
-        rgb: (B, 3, H, W) ground truth; pred_ab: (B, 2, h, w) predicted ab, upsampled here.
+        pred_ab: (B, 2, h, w) predicted ab, upsampled here; true_ab: (B, 2, H, W); L: (B, 1, H, W).
         class_weights: (313,) weights for the rebalanced AuC, or None.
     """
-    lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
-    L, true_ab = lab[:, :1], lab[:, 1:]
     pred_ab = F.interpolate(pred_ab, size=L.shape[-2:], mode="bilinear", align_corners=False)
     weights = None
     if class_weights is not None:
-        weights = class_weights.to(rgb.device)[color.nearest_ab_bin(true_ab)]
+        weights = class_weights.to(true_ab.device)[color.nearest_ab_bin(true_ab)]
     metrics["model"].update(pred_ab, true_ab, L, weights)
     metrics["grey"].update(torch.zeros_like(true_ab), true_ab, L, weights)
+
+
+def _grey(lightness):
+    """L (B, 1, H, W) in [0, 100] as a grey sRGB image (B, 3, H, W) in [0, 1]."""
+    return lightness.expand(-1, 3, -1, -1).clamp(0, 100) / 100
 
 
 class ColorizationObjective:
     """L -> ab, as a class-rebalanced soft classification (Zhang et al., ECCV 2016) or L2.
 
     Args:
-        loss: "classification" (cross-entropy over the 313 bins) or "regression" (L2 on ab).
+        head: "cl" (cross-entropy over the 313 bins) or "reg" (L2 on ab).
         k, sigma: soft-encoding neighbours and Gaussian width (k = 1 gives 1-hot targets).
         class_weights: (313,) rebalancing weights, or None; also used for the rebalanced AuC.
         rebalance: weight each pixel's loss by its colour's class weight.
         grey_mask: give grey images inside a colour dataset weight 0.
+        temperature: annealed-mean temperature for metrics and image grids.
     """
 
-    def __init__(self, loss="classification", k=10, sigma=5.0, class_weights=None,
-                 rebalance=True, grey_mask=True):
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; valid: {', '.join(LOSSES)}")
-        self.loss, self.k, self.sigma = loss, k, sigma
+    def __init__(self, head="cl", k=10, sigma=5.0, class_weights=None, rebalance=True,
+                 grey_mask=True, temperature=0.38):
+        color.check_head(head)
+        self.head, self.k, self.sigma = head, k, sigma
         self.class_weights = class_weights
         self.rebalance = rebalance and class_weights is not None
         self.grey_mask = grey_mask
+        self.temperature = temperature
 
     def __call__(self, model, rgb):
-        """Loss of ``model`` on an sRGB batch (B, 3, H, W) in [0, 1].
+        """Loss of ``model`` on an sRGB batch (B, 3, H, W), uint8 or float in [0, 1].
 
         Returns:
-            loss: scalar; logs: dict of scalar tensors; output: the network output.
+            loss: scalar; logs: dict of scalar tensors; a :class:`Prediction`.
         """
         L = color.lightness(rgb)  # (B, 1, H, W)
         output = model(L)  # (B, 313 or 2, h, w)
         ab = color.sample_ab(rgb, output.shape[-2:])  # (B, 2, h, w), ground truth at output res
-        pixel_w = self._pixel_weights(ab)
-        if self.loss == "regression":
+        logs, pixel_w = {}, None
+        if self.grey_mask:
+            keep = color.colorful_mask(ab).float()  # (B,)
+            pixel_w = keep[:, None, None].expand(-1, *ab.shape[-2:])  # (B, h, w)
+            logs["grey_fraction"] = 1 - keep.mean()
+        if self.head == "reg":
             loss = losses.l2_regression(output, ab / color.AB_SCALE, pixel_w)
         else:
             idx, w = color.soft_encode(ab, self.k, self.sigma)  # (B, k, h, w) each
@@ -92,54 +102,30 @@ class ColorizationObjective:
                 cw = self.class_weights.to(ab.device)[idx[:, 0]]  # (B, h, w)
                 pixel_w = cw if pixel_w is None else pixel_w * cw
             loss = losses.soft_cross_entropy(output, idx, w, pixel_w)
-        logs = {"loss": loss.detach()}
-        if self.grey_mask:
-            logs["grey_fraction"] = 1 - color.colorful_mask(ab).float().mean()
-        return loss, logs, output
+        logs["loss"] = loss.detach()
+        return loss, logs, Prediction(output, L)
 
-    def _pixel_weights(self, ab):
-        if not self.grey_mask:
-            return None
-        keep = color.colorful_mask(ab).float()  # (B,)
-        return keep[:, None, None].expand(-1, *ab.shape[-2:])  # (B, h, w)
+    def predict_ab(self, pred):
+        """Predicted ab at the network's resolution, (B, 2, h, w)."""
+        return color.decode_ab(pred.output, self.head, self.temperature)
 
     def new_metrics(self):
         """Fresh colour-metrics accumulators: the model's, and the all-grey baseline's."""
-        from .metrics import ColorMetrics
         return {"model": ColorMetrics(), "grey": ColorMetrics()}
 
-    def update_metrics(self, metrics, rgb, output, temperature=0.38):
-        """Add a batch's full-resolution colour errors to ``metrics`` (from :meth:`new_metrics`).
-
-        The grey prediction (ab = 0) is accumulated alongside as the baseline.
-        """
-        update_colour_metrics(metrics, rgb, decode_ab(output, self.loss, temperature),
+    def update_metrics(self, metrics, rgb, pred):
+        """Add a batch's full-resolution colour errors to ``metrics`` (from :meth:`new_metrics`)."""
+        update_colour_metrics(metrics, self.predict_ab(pred), pred.true_ab(rgb), pred.L,
                               self.class_weights)
 
-    def histograms(self, output):
-        """Predicted bin of every pixel, for a TensorBoard histogram (classification only)."""
-        return {"predicted_bins": output.argmax(1)} if self.loss == "classification" else {}
+    def histograms(self, pred):
+        """Predicted bin of every pixel, for a TensorBoard histogram ("cl" heads only)."""
+        return {"predicted_bins": pred.output.argmax(1)} if self.head == "cl" else {}
 
-    def visuals(self, rgb, output, temperature=0.38):
+    def visuals(self, rgb, pred):
         """Image rows for TensorBoard: grey input, prediction, ground truth, each (B, 3, H, W)."""
-        L = color.lightness(rgb)
-        pred = join_lab(L, decode_ab(output, self.loss, temperature))
-        return {"input": L.expand(-1, 3, -1, -1) / 100, "prediction": pred,
+        return {"input": _grey(pred.L), "prediction": color.join_lab(pred.L, self.predict_ab(pred)),
                 "truth": color.to_float_rgb(rgb)}
-
-
-# --- split-brain ------------------------------------------------------------------------------
-
-AB_CHANNELS, L_CHANNELS = [1, 2], [0]
-
-
-def _normalise_lab(values, channels):
-    """Lab channels -> regression units: L via the "unit" scheme, ab / AB_SCALE."""
-    if channels == L_CHANNELS:
-        return color.normalize_l(values, "unit")
-    if channels == AB_CHANNELS:
-        return values / color.AB_SCALE
-    raise ValueError(f"no regression normalisation for Lab channels {channels}")
 
 
 class SplitBrainObjective:
@@ -151,22 +137,26 @@ class SplitBrainObjective:
     loss is the sum of the halves' losses; each is logged on its own.
 
     Args:
-        halves: the model's split, ``[{"inputs": [...], "targets": [...], ...}, ...]``.
-        heads: "cl" or "reg" per half.
-        names: a name per half, used in logs.
+        halves: the model's split, ``[{"inputs": [...], "targets": [...], "head": ...}, ...]``.
         k, sigma: soft encoding of ab targets (k = 1: 1-hot, the paper's default).
         class_weights: (313,) rebalancing weights for ab classification, or None (default).
+        temperature: annealed-mean temperature for metrics and image grids.
+
+    Attributes:
+        names: a name per half for logs: "l2ab" / "ab2l" for the Lab halves, else "half<i>".
     """
 
-    def __init__(self, halves, heads, names, k=1, sigma=5.0, class_weights=None):
-        for half, head in zip(halves, heads):
-            if head not in ("cl", "reg"):
-                raise ValueError(f"unknown head {head!r}; valid: cl, reg")
-            if head == "cl" and half["targets"] not in (AB_CHANNELS, L_CHANNELS):
-                raise ValueError(f"classification targets must be Lab ab {AB_CHANNELS} or "
-                                 f"L {L_CHANNELS}, got {half['targets']}; use a 'reg' head")
-        self.halves, self.heads, self.names = halves, heads, names
+    def __init__(self, halves, k=1, sigma=5.0, class_weights=None, temperature=0.38):
+        for half in halves:
+            color.check_head(half["head"])
+            if half["head"] == "cl" and half["targets"] not in (color.AB_CHANNELS,
+                                                                color.L_CHANNELS):
+                raise ValueError(f"classification targets must be Lab ab {color.AB_CHANNELS} or "
+                                 f"L {color.L_CHANNELS}, got {half['targets']}; use a 'reg' head")
+        self.halves = halves
+        self.names = [half_name(h) or f"half{i}" for i, h in enumerate(halves)]
         self.k, self.sigma, self.class_weights = k, sigma, class_weights
+        self.temperature = temperature
 
     def __call__(self, model, rgb):
         lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
@@ -174,19 +164,23 @@ class SplitBrainObjective:
         if torch.is_tensor(outputs):  # a half trained alone
             outputs = [outputs]
         total, logs = 0.0, {}
-        for half, head, name, out in zip(self.halves, self.heads, self.names, outputs):
+        for half, name, out in zip(self.halves, self.names, outputs):
             # Ground truth at the head's resolution, nearest sampling: (B, C, h, w).
             target = F.interpolate(lab[:, half["targets"]], size=out.shape[-2:], mode="nearest")
-            loss = self._half_loss(out, target, half["targets"], head)
+            loss = self._half_loss(out, target, half["targets"], half["head"])
             logs[f"loss_{name}"] = loss.detach()
             total = total + loss
         logs["loss"] = total.detach()
-        return total, logs, outputs
+        return total, logs, Prediction(outputs, lab[:, :1], lab)
 
     def _half_loss(self, out, target, channels, head):
         if head == "reg":
-            return losses.l2_regression(out, _normalise_lab(target, channels))
-        if channels == L_CHANNELS:
+            if channels == color.L_CHANNELS:
+                return losses.l2_regression(out, color.normalize_l(target, "unit"))
+            if channels == color.AB_CHANNELS:
+                return losses.l2_regression(out, target / color.AB_SCALE)
+            raise ValueError(f"no regression normalisation for Lab channels {channels}")
+        if channels == color.L_CHANNELS:
             return losses.hard_cross_entropy(out, color.quantize_l(target))
         idx, w = color.soft_encode(target, self.k, self.sigma)  # (B, k, h, w)
         pixel_w = None
@@ -194,50 +188,44 @@ class SplitBrainObjective:
             pixel_w = self.class_weights.to(out.device)[idx[:, 0]]
         return losses.soft_cross_entropy(out, idx, w, pixel_w)
 
-    def _half(self, targets):
-        """Index of the half predicting ``targets``, or None when it is not trained."""
-        return next((i for i, h in enumerate(self.halves) if h["targets"] == targets), None)
+    def _half(self, name):
+        """Index of the half called ``name``, or None when it is not trained."""
+        return self.names.index(name) if name in self.names else None
 
-    def predict_ab(self, outputs, temperature=0.38):
+    def predict_ab(self, pred):
         """The L -> ab half's prediction as ab (B, 2, h, w)."""
-        i = self._half(AB_CHANNELS)
-        head = "regression" if self.heads[i] == "reg" else "classification"
-        return decode_ab(outputs[i], head, temperature)
+        i = self._half("l2ab")
+        return color.decode_ab(pred.output[i], self.halves[i]["head"], self.temperature)
 
-    def predict_l(self, outputs, temperature=0.38):
+    def predict_l(self, pred):
         """The ab -> L half's prediction as L (B, 1, h, w)."""
-        i = self._half(L_CHANNELS)
-        if self.heads[i] == "reg":
-            return color.denormalize_l(outputs[i].float(), "unit")
-        return color.annealed_mean(outputs[i], color.l_bin_centres(), temperature)
+        i = self._half("ab2l")
+        return color.decode_l(pred.output[i], self.halves[i]["head"], self.temperature)
 
     def new_metrics(self):
         """Colour metrics of the L -> ab half (if trained), with the all-grey baseline."""
-        from .metrics import ColorMetrics
-        if self._half(AB_CHANNELS) is None:
+        if self._half("l2ab") is None:
             return {}
         return {"model": ColorMetrics(), "grey": ColorMetrics()}
 
-    def update_metrics(self, metrics, rgb, outputs, temperature=0.38):
-        if not metrics:
-            return
-        update_colour_metrics(metrics, rgb, self.predict_ab(outputs, temperature))
+    def update_metrics(self, metrics, rgb, pred):
+        if metrics:
+            update_colour_metrics(metrics, self.predict_ab(pred), pred.true_ab(rgb), pred.L)
 
-    def histograms(self, outputs):
+    def histograms(self, pred):
         return {f"predicted_bins_{name}": out.argmax(1)
-                for name, head, out in zip(self.names, self.heads, outputs) if head == "cl"}
+                for name, half, out in zip(self.names, self.halves, pred.output)
+                if half["head"] == "cl"}
 
-    def visuals(self, rgb, outputs, temperature=0.38):
+    def visuals(self, rgb, pred):
         """L -> ab colorization beside the truth, and ab -> L lightness beside the true L."""
-        L = color.rgb_to_lab(rgb)[:, :1]
-        grey = lambda lightness: lightness.expand(-1, 3, -1, -1).clamp(0, 100) / 100  # noqa: E731
-        rows = {"input_L": grey(L)}
-        if self._half(AB_CHANNELS) is not None:
-            rows["l2ab_colour"] = join_lab(L, self.predict_ab(outputs, temperature))
+        rows = {"input_L": _grey(pred.L)}
+        if self._half("l2ab") is not None:
+            rows["l2ab_colour"] = color.join_lab(pred.L, self.predict_ab(pred))
             rows["truth"] = color.to_float_rgb(rgb)
-        if self._half(L_CHANNELS) is not None:
-            pred_l = F.interpolate(self.predict_l(outputs, temperature), size=L.shape[-2:],
+        if self._half("ab2l") is not None:
+            pred_l = F.interpolate(self.predict_l(pred), size=pred.L.shape[-2:],
                                    mode="bilinear", align_corners=False)
-            rows["ab2l_lightness"] = grey(pred_l)
-            rows["true_lightness"] = grey(L)
+            rows["ab2l_lightness"] = _grey(pred_l)
+            rows["true_lightness"] = _grey(pred.L)
         return rows

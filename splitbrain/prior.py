@@ -1,22 +1,20 @@
 """The ab prior of a dataset: estimated by streaming over it, saved and loaded as .npy."""
 
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import Subset
 from tqdm import tqdm
 
 from . import color
-from .engine import eval_loader
+from .checkpoint import atomic_write
+from .data import eval_loader
 
 
 def estimate_prior(dataset, max_images=0, batch_size=32, device="cpu", sigma=5.0, workers=0):
     """Smoothed ab prior over up to ``max_images`` images of ``dataset`` (0 = all).
 
-    Grey images are left out (DESIGN §1, the non-grey mask). Lab conversion runs batched on
-    ``device``.
+    Grey images are left out (docs/reference.md §1, the non-grey mask). Lab conversion
+    runs batched on ``device``.
 
     Returns:
         prior: (313,) float64 probabilities; hist: the :class:`color.AbHistogram`.
@@ -31,15 +29,14 @@ def estimate_prior(dataset, max_images=0, batch_size=32, device="cpu", sigma=5.0
 
 
 def save_prior(prior, path):
-    """Write a (313,) prior as .npy atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.npy")
-    try:
-        np.save(tmp, np.asarray(prior, dtype=np.float64))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write a (313,) prior as .npy, atomically (see :func:`checkpoint.atomic_write`)."""
+    prior = np.asarray(prior, dtype=np.float64)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.save would append .npy to a name
+            np.save(f, prior)
+
+    atomic_write(path, write)
 
 
 def load_prior(path):

@@ -1,4 +1,4 @@
-"""Small helpers shared by the entry scripts: a run log, fatal errors, image grids."""
+"""What a run leaves for people to read: its text log, fatal errors, TensorBoard image grids."""
 
 import sys
 import time
@@ -6,6 +6,7 @@ import time
 import torch
 
 from .compat import torchvision
+from .runtime import autocast
 
 
 class RunLog:
@@ -38,3 +39,21 @@ def image_grid(rows):
     images = images.flatten(0, 1)  # (B * R, 3, H, W): each sample's row of R images
     grid = torchvision.utils.make_grid(images, nrow=len(names), padding=2)
     return {"images/" + "_".join(names): grid}
+
+
+@torch.no_grad()
+def log_images(writer, model, objective, batch, device, precision, step):
+    """TensorBoard grids of the objective's visuals on a fixed batch, and predicted-bin histograms.
+
+    Args:
+        batch: (B, 3, H, W) sRGB validation images on ``device``.
+    """
+    was_training = model.training
+    model.eval()
+    with autocast(device, precision):
+        _, _, pred = objective(model, batch)
+    model.train(was_training)
+    for name, grid in image_grid(objective.visuals(batch, pred)).items():
+        writer.add_image(name, grid, step)
+    for name, values in objective.histograms(pred).items():
+        writer.add_histogram(name, values.flatten().cpu(), step)

@@ -9,8 +9,9 @@ import skimage.data
 import torch
 
 from splitbrain import color
+from references import dense_target
 
-# The bin table of DESIGN §1, written out independently of the code under test.
+# The bin table of docs/reference.md §1, written out independently of the code under test.
 GAMUT_TABLE = """
 -90 50 90 | -80 20 90 | -70 0 90 | -60 -20 90 | -50 -30 100 | -40 -40 100 | -30 -50 100
 -20 -50 100 | -10 -60 100 | 0 -70 100 | 10 -80 90 | 20 -80 90 | 30 -90 90 | 40 -100 90
@@ -183,7 +184,7 @@ def test_lookup_table_serves_almost_every_pixel_of_photos():
 def test_soft_encoding_random_values_dense_target_matches_reference():
     ab = torch.rand(3, 2, 7, 9, generator=torch.Generator().manual_seed(3)) * 255 - 128
     idx, w = color.soft_encode(ab, k=10, sigma=5.0)
-    dense = color.dense_target(idx, w)
+    dense = dense_target(idx, w)
     assert dense.shape == (3, 313, 7, 9)
     torch.testing.assert_close(dense.sum(1), torch.ones(3, 7, 9))
     # Reference dense target from the brute-force neighbours.

@@ -9,7 +9,7 @@ from skimage import data as skdata
 
 from splitbrain import checkpoint as ckpt
 from splitbrain import color
-from splitbrain.colorize import Colorizer, colorize, from_official_eccv16, load_colorizer
+from splitbrain.colorize import Colorizer, colorize, colorizer_from_checkpoint, load_colorizer
 from tools_util import run_tool
 
 
@@ -173,7 +173,7 @@ def fake_release():
 
 def test_official_eccv16_weights_map_onto_our_network(tmp_path):
     state = fake_release()
-    colorizer = from_official_eccv16(state)
+    colorizer = colorizer_from_checkpoint(ckpt.from_official_eccv16(state))
     own = colorizer.model.state_dict()
     mapped = {k for k in own if not k.endswith("num_batches_tracked")}
     # Every key of the release is used: all but model_out land in the network.

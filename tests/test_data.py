@@ -8,9 +8,8 @@ import torch
 from PIL import Image
 
 from splitbrain.data import (SAMPLE_PHOTOS, ImageFiles, LabelledFolder, SamplePhotos,
-                             UnreadableImageWarning, build_dataset, eval_transform,
-                             train_transform)
-from splitbrain.engine import SeededSamples
+                             SeededSamples, StepBatches, UnreadableImageWarning, build_dataset,
+                             eval_transform, train_transform)
 
 
 # --- transforms -----------------------------------------------------------------------------
@@ -202,3 +201,48 @@ def test_unknown_splits_are_refused(tmp_path):
         build_dataset("stl10", "bogus", 32, train=True, root=str(tmp_path))
     with pytest.raises(ValueError, match="train and val"):
         SamplePhotos("extra", 32)
+
+
+# --- resumable, deterministic data order ----------------------------------------------------
+
+def take(sampler, n):
+    it = iter(sampler)
+    return [next(it) for _ in range(n)]
+
+
+def test_resumed_batch_order_matches_uninterrupted():
+    full = take(StepBatches(10, 3, seed=7), 8)  # crosses two epoch boundaries
+    resumed = take(StepBatches(10, 3, seed=7, start_step=5), 3)
+    assert resumed == full[5:]
+
+
+def test_epochs_are_permutations_and_seeds_are_unique():
+    batches = take(StepBatches(12, 4, seed=0), 6)
+    for epoch in (batches[:3], batches[3:]):
+        assert sorted(i for b in epoch for i, _ in b) == list(range(12))
+    assert batches[:3] != batches[3:]  # a new order each epoch
+    seeds = [s for b in batches for _, s in b]
+    assert len(set(seeds)) == len(seeds)
+
+
+def test_too_small_dataset_is_a_clear_error():
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        StepBatches(3, 4)
+
+
+class RandomItems(torch.utils.data.Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.rand(2), i
+
+
+def test_seeded_samples_make_augmentation_repeatable():
+    ds = SeededSamples(RandomItems())
+    a, b = ds[(3, 123)], ds[(3, 123)]
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[0], ds[(3, 124)][0])
+    # The global RNG is left alone.
+    state = torch.get_rng_state()
+    ds[(0, 1)]
+    assert torch.equal(state, torch.get_rng_state())

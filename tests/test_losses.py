@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from splitbrain import color, losses
+from references import dense_target
 
 
 def random_soft_target(B=2, H=3, W=4, seed=0):
@@ -22,8 +23,8 @@ def test_sparse_soft_cross_entropy_equals_dense_reference_value_and_gradient():
     sparse.backward()
 
     dense_logits = logits.clone().requires_grad_()
-    dense_target = color.dense_target(idx, w)  # (B, 313, H, W)
-    per_pixel = -(dense_target * F.log_softmax(dense_logits, 1)).sum(1)
+    dense = dense_target(idx, w)  # (B, 313, H, W)
+    per_pixel = -(dense * F.log_softmax(dense_logits, 1)).sum(1)
     dense = (per_pixel * pixel_w).mean()
     dense.backward()
 

@@ -17,10 +17,14 @@ from threadpoolctl import threadpool_limits
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from splitbrain import checkpoint as ckpt
-from splitbrain import probe
 from splitbrain.models import build_model
 from splitbrain.models.alexnet import ALEXNET_WIDTHS
-from splitbrain.probe_sklearn import knn_accuracy, logistic_probe, probe_sklearn
+from splitbrain.probe import ProtocolError
+from splitbrain.probe.data import probe_datasets
+from splitbrain.probe.encoder import (PROBE_LAYERS, PROBE_SIZES, RESIZE_MODES, FrozenEncoder,
+                                      encoder_input, resize_features)
+from splitbrain.probe.solver_sgd import SGDRecipe, build_heads, probe_sgd, train_probes
+from splitbrain.probe.solver_sklearn import knn_accuracy, logistic_probe, probe_sklearn
 from tools_util import run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,14 +69,12 @@ def save_ckpt(path, name="alexnet_colorization_small", task="colorize"):
 @pytest.fixture(scope="module")
 def sample():
     """Labelled crops of the bundled photos: class = source photo, disjoint train/val regions."""
-    train, val, classes = probe.probe_datasets("sample", CROP, CROP, train_length=160,
-                                               val_length=140)
+    train, val, classes = probe_datasets("sample", CROP, CROP, train_length=160, val_length=140)
     return train, val, len(classes)
 
 
 def short_recipe(iterations=6, **kwargs):
-    return probe.SGDRecipe(**{"batch_size": 16, "iterations": iterations, "lr_steps": [4],
-                              **kwargs})
+    return SGDRecipe(**{"batch_size": 16, "iterations": iterations, "lr_steps": [4], **kwargs})
 
 
 def state(model):
@@ -82,38 +84,69 @@ def state(model):
 # --- features ----------------------------------------------------------------------------------
 
 def test_probe_sizes_give_about_9k_values_per_layer_at_alexnet_widths():
-    dims = {name: w * probe.PROBE_SIZES[name] ** 2
-            for name, w in zip(probe.PROBE_LAYERS, ALEXNET_WIDTHS)}
+    dims = {name: w * PROBE_SIZES[name] ** 2
+            for name, w in zip(PROBE_LAYERS, ALEXNET_WIDTHS)}
     assert dims == {"conv1": 9600, "conv2": 9216, "conv3": 9600, "conv4": 9600, "conv5": 9216}
 
 
-@pytest.mark.parametrize("mode", probe.RESIZE_MODES)
+@pytest.mark.parametrize("mode", RESIZE_MODES)
 def test_features_are_resized_to_the_probe_size_and_flattened(mode):
     model = make_model("alexnet_colorization_small")
-    encoder = probe.FrozenEncoder(model, "all", resize=mode)
+    encoder = FrozenEncoder(model, "all", resize=mode)
     features = encoder(torch.rand(2, 3, 227, 227))  # conv1 55×55, conv2 27×27, conv3-5 13×13
     for name, f in features.items():
         assert f.shape == (2, encoder.dims[name]) and f.dtype == torch.float32
-        assert encoder.dims[name] == model.feature_channels[name] * probe.PROBE_SIZES[name] ** 2
+        assert encoder.dims[name] == model.feature_channels[name] * PROBE_SIZES[name] ** 2
     x = torch.arange(16.0).view(1, 1, 4, 4)
-    pooled = probe.resize_features(x, 2, "avgpool")
+    pooled = resize_features(x, 2, "avgpool")
     assert torch.equal(pooled, torch.tensor([[2.5, 4.5, 10.5, 12.5]]))  # 2×2 block means
 
 
 def test_each_encoder_gets_its_own_input():
     rgb = torch.rand(2, 3, CROP, CROP)
     colorization = make_model("alexnet_colorization_small")
-    assert probe.encoder_input(colorization, rgb).shape == (2, 1, CROP, CROP)  # L
+    assert encoder_input(colorization, rgb).shape == (2, 1, CROP, CROP)  # L
     splitbrain = make_model("splitbrain_alexnet_small")
-    lab = probe.encoder_input(splitbrain, rgb)
+    lab = encoder_input(splitbrain, rgb)
     assert lab.shape == (2, 3, CROP, CROP) and lab[:, 1:].abs().max() > 1  # raw Lab
     # The split-brain representation concatenates both halves' channels.
-    dims = probe.FrozenEncoder(splitbrain, "conv1").dims
+    dims = FrozenEncoder(splitbrain, "conv1").dims
     assert dims["conv1"] == 2 * splitbrain.halves[0].feature_channels["conv1"] * 10 ** 2
     # A half trained alone takes the full Lab too and picks its own channels.
     half = build_model("splitbrain_alexnet_small", half="ab2l")
-    features = probe.FrozenEncoder(half, "conv1")(rgb)
+    features = FrozenEncoder(half, "conv1")(rgb)
     assert features["conv1"].shape == (2, half.feature_channels["conv1"] * 10 ** 2)
+
+
+@pytest.mark.parametrize("name", ["alexnet_colorization_small", "splitbrain_alexnet_small"])
+def test_features_of_8_bit_input_equal_those_of_float_input(name):
+    u8 = torch.randint(0, 256, (2, 3, CROP, CROP), dtype=torch.uint8,
+                       generator=torch.Generator().manual_seed(5))
+    encoder = FrozenEncoder(make_model(name), "all")
+    from_u8, from_float = encoder(u8), encoder(u8.float() / 255)
+    for layer in encoder.layers:
+        assert from_u8[layer].dtype == torch.float32
+        # L from 8-bit input is a table lookup, within 1e-4 of the float conversion.
+        torch.testing.assert_close(from_u8[layer], from_float[layer], rtol=1e-4, atol=1e-5)
+
+
+# --- labelled data -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("source", ["sample", "folder"])
+def test_probe_datasets_yield_8_bit_crops(source, tmp_path):
+    if source == "folder":
+        source = tmp_path / "data"
+        _image_folder(source / "train", ["cat", "dog"])
+        _image_folder(source / "val", ["cat", "dog"])
+    crop = 32
+    train, val, classes = probe_datasets(source, crop, 48, train_length=14, val_length=7)
+    assert len(classes) == (7 if source == "sample" else 2)
+    for dataset in (train, val):
+        for i in range(len(dataset)):
+            rgb, label = dataset[i]
+            assert type(rgb) is torch.Tensor  # a plain tensor, not a tv_tensors.Image
+            assert rgb.dtype == torch.uint8 and rgb.shape == (3, crop, crop)
+            assert 0 <= label < len(classes)
 
 
 # --- the protocol --------------------------------------------------------------------------------
@@ -123,10 +156,10 @@ def test_encoder_is_bitwise_unchanged_and_only_heads_learn(name, sample):
     train, _, num_classes = sample
     model = make_model(name)
     before = state(model)
-    encoder = probe.FrozenEncoder(model, "all")
-    heads = probe.build_heads(encoder.dims, num_classes)
+    encoder = FrozenEncoder(model, "all")
+    heads = build_heads(encoder.dims, num_classes)
     heads_before = state(heads)
-    probe.train_probes(encoder, heads, train, short_recipe(3))
+    train_probes(encoder, heads, train, short_recipe(3))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # weights and BN statistics
     assert all(p.grad is None and not p.requires_grad for p in model.parameters())
@@ -139,39 +172,39 @@ def test_encoder_is_bitwise_unchanged_and_only_heads_learn(name, sample):
 
 def test_a_trainable_encoder_parameter_is_refused_before_training(sample):
     model = make_model("alexnet_colorization_small")
-    encoder = probe.FrozenEncoder(model, "conv2")
+    encoder = FrozenEncoder(model, "conv2")
     model.encoder.conv1[0].weight.requires_grad_(True)
-    heads = probe.build_heads(encoder.dims, sample[2])
-    with pytest.raises(probe.ProtocolError, match="must be frozen"):
-        probe.train_probes(encoder, heads, sample[0], short_recipe(1))
+    heads = build_heads(encoder.dims, sample[2])
+    with pytest.raises(ProtocolError, match="must be frozen"):
+        train_probes(encoder, heads, sample[0], short_recipe(1))
     assert model.encoder.conv1[0].weight.grad is None
 
 
 def test_an_encoder_leaving_eval_mode_is_caught_during_training(sample):
     model = make_model("alexnet_colorization_small")
-    encoder = probe.FrozenEncoder(model, "conv2")
+    encoder = FrozenEncoder(model, "conv2")
 
     def leave_eval(module, args, out):  # as a stray model.train() in a callback would
         model.train()
 
     model.encoder.conv1.register_forward_hook(leave_eval)  # during step 1
-    heads = probe.build_heads(encoder.dims, sample[2])
-    with pytest.raises(probe.ProtocolError, match="eval mode"):
-        probe.train_probes(encoder, heads, sample[0], short_recipe(3))
+    heads = build_heads(encoder.dims, sample[2])
+    with pytest.raises(ProtocolError, match="eval mode"):
+        train_probes(encoder, heads, sample[0], short_recipe(3))
 
 
 def test_an_encoder_that_changes_is_caught_after_training(sample):
     model = make_model("alexnet_colorization_small")
-    encoder = probe.FrozenEncoder(model, "conv2")
+    encoder = FrozenEncoder(model, "conv2")
     bn = model.encoder.conv1[1]
 
     def drift(module, args, out):  # a buffer update that eval mode alone would not stop
         bn.running_mean.add_(1e-6)
 
     model.encoder.conv1.register_forward_hook(drift)
-    heads = probe.build_heads(encoder.dims, sample[2])
-    with pytest.raises(probe.ProtocolError, match="changed.*conv1.1.running_mean"):
-        probe.train_probes(encoder, heads, sample[0], short_recipe(2))
+    heads = build_heads(encoder.dims, sample[2])
+    with pytest.raises(ProtocolError, match="changed.*conv1.1.running_mean"):
+        train_probes(encoder, heads, sample[0], short_recipe(2))
 
 
 # --- one shared forward == five separate probes ------------------------------------------------
@@ -182,11 +215,11 @@ def test_layer_all_equals_five_single_layer_runs(name, sample):
     val = torch.utils.data.Subset(val, range(35))
     model = make_model(name)
     recipe = short_recipe(4, lr_steps=[2])
-    together = probe.probe_sgd(probe.FrozenEncoder(model, "all"), train, val, num_classes,
-                               recipe, seed=3, log_every=4)
-    for layer in probe.PROBE_LAYERS:
-        alone = probe.probe_sgd(probe.FrozenEncoder(model, layer), train, val, num_classes,
-                                recipe, seed=3, log_every=4)
+    together = probe_sgd(FrozenEncoder(model, "all"), train, val, num_classes, recipe, seed=3,
+                         log_every=4)
+    for layer in PROBE_LAYERS:
+        alone = probe_sgd(FrozenEncoder(model, layer), train, val, num_classes, recipe, seed=3,
+                          log_every=4)
         assert alone == {layer: together[layer]}  # accuracies and losses, exactly
 
 
@@ -194,16 +227,16 @@ def test_layer_all_equals_five_single_layer_runs(name, sample):
 
 def test_sgd_probe_is_well_above_chance_on_the_sample_photos(sample):
     train, val, num_classes = sample
-    encoder = probe.FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv2,conv3")
-    results = probe.probe_sgd(encoder, train, val, num_classes,
-                              short_recipe(40, batch_size=32, lr_steps=[]))
+    encoder = FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv2,conv3")
+    results = probe_sgd(encoder, train, val, num_classes,
+                        short_recipe(40, batch_size=32, lr_steps=[]))
     assert max(r["top1"] for r in results.values()) > 3 * CHANCE, results
     assert all(r["top5"] >= r["top1"] for r in results.values())
 
 
 def test_sklearn_probe_and_knn_are_well_above_chance_on_the_sample_photos(sample):
     train, val, num_classes = sample
-    encoder = probe.FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv1,conv4")
+    encoder = FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv1,conv4")
     results = probe_sklearn(encoder, train, val, num_classes, batch_size=80, Cs=[1.0])
     for r in results.values():
         assert r["top1"] > 3 * CHANCE and r["knn_top1"] > 2 * CHANCE, results
@@ -237,15 +270,15 @@ def test_cli_writes_one_result_row_per_layer(tmp_path):
     assert "| conv4 |" in proc.stdout and "top1" in proc.stdout  # the markdown table
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [r["layer"] for r in rows] == list(probe.PROBE_LAYERS)
+    assert [r["layer"] for r in rows] == list(PROBE_LAYERS)
     assert all(0 <= float(r["top1"]) <= float(r["top5"]) <= 100 for r in rows)
     results = json.loads((out / "results.json").read_text())
-    assert list(results["layers"]) == list(probe.PROBE_LAYERS)
+    assert list(results["layers"]) == list(PROBE_LAYERS)
     assert results["model"]["name"] == "splitbrain_alexnet_small" and results["num_classes"] == 7
     assert (out / "config.yaml").is_file()
     events = EventAccumulator(str(out))
     events.Reload()
-    for layer in probe.PROBE_LAYERS:  # a curve per layer
+    for layer in PROBE_LAYERS:  # a curve per layer
         assert len(events.Scalars(f"probe/{layer}/train_loss")) == 3
         assert [e.step for e in events.Scalars(f"probe/{layer}/top1")] == [2, 3]
 

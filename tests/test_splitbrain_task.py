@@ -7,7 +7,7 @@ from skimage import data as skdata
 from splitbrain import checkpoint as ckpt
 from splitbrain import config
 from splitbrain.colorize import colorize, load_colorizer
-from splitbrain.tasks import setup_splitbrain
+from splitbrain import tasks
 from tools_util import run_tool
 
 TINY = ["data.crop=64", "data.val_crop=64", "data.train_length=16", "data.val_length=4",
@@ -31,12 +31,12 @@ def photo_batch(n=8, size=96, seed=0):
 def test_both_halves_losses_fall_on_a_tiny_batch(heads):
     torch.manual_seed(0)
     cfg = config.resolve("splitbrain", overrides=[f"model.heads={heads}"])
-    setup = setup_splitbrain(cfg, None, torch.device("cpu"), print)
+    setup = tasks.setup("splitbrain", cfg, None, torch.device("cpu"), print)
     opt = torch.optim.Adam(setup.model.parameters(), 1e-3)
     batch = photo_batch()
     first = None
     for _ in range(25):
-        loss, logs, outputs = setup.objective(setup.model, batch)
+        loss, logs, pred = setup.objective(setup.model, batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -47,7 +47,7 @@ def test_both_halves_losses_fall_on_a_tiny_batch(heads):
     torch.testing.assert_close(torch.tensor(last["loss"]),
                                torch.tensor(last["loss_l2ab"] + last["loss_ab2l"]))
     # Heads predict 313 ab bins and 50 L bins, or 2 and 1 regression values.
-    widths = [o.shape[1] for o in outputs]
+    widths = [o.shape[1] for o in pred.output]
     assert widths == ([313, 50] if heads == ["cl", "cl"] else [2, 1])
 
 

@@ -64,9 +64,9 @@ def test_bf16_channels_last_run_and_evaluate_tool(tmp_path, capsys):
 
 
 def test_regression_loss_trains(tmp_path):
-    assert train(tmp_path / "reg", "loss=regression", iterations=2) == 0
+    assert train(tmp_path / "reg", "model.head=reg", iterations=2) == 0
     state = ckpt.load(tmp_path / "reg" / "latest.pt")
-    assert state["color"]["head"] == "regression"
+    assert state["color"]["head"] == "reg"
 
 
 def test_existing_run_is_not_overwritten(tmp_path, capsys):

@@ -18,14 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import skimage.color
+import torch
+from sklearn.neighbors import NearestNeighbors
 
-import numpy as np  # noqa: E402
-import skimage.color  # noqa: E402
-import torch  # noqa: E402
-from sklearn.neighbors import NearestNeighbors  # noqa: E402
-
-from splitbrain import color  # noqa: E402
+from splitbrain import color
 
 
 def ours(rgb, stride, class_weights, k, sigma):

@@ -14,19 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from splitbrain import checkpoint as ckpt  # noqa: E402
-from splitbrain import color  # noqa: E402
-from splitbrain.colorize import colorize_tensor, load_colorizer, to_uint8  # noqa: E402
-from splitbrain.engine import resolve_device  # noqa: E402
-from splitbrain.images import ImageReadError, find_images, load_rgb  # noqa: E402
-from splitbrain.runlog import fatal  # noqa: E402
+from splitbrain import checkpoint as ckpt
+from splitbrain import color
+from splitbrain.colorize import colorize_tensor, load_colorizer, to_uint8
+from splitbrain.images import ImageReadError, find_images, load_rgb
+from splitbrain.runlog import fatal
+from splitbrain.runtime import resolve_device
 
 FORMATS = {"png": ".png", "jpg": ".jpg"}
 
@@ -74,11 +72,9 @@ def collect(inputs, out_dir, fmt):
 
 def save_image(array, path):
     """Write atomically so an interrupted run never leaves a half-written photo."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     img = Image.fromarray(array)
-    img.save(tmp, quality=95) if path.suffix in (".jpg", ".jpeg") else img.save(tmp)
-    tmp.replace(path)
+    options = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+    ckpt.atomic_write(path, lambda tmp: img.save(tmp, **options))
 
 
 def main(argv=None):

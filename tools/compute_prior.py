@@ -11,16 +11,14 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch.utils.data import Subset
 
-import torch  # noqa: E402
-from torch.utils.data import Subset  # noqa: E402
-
-from splitbrain import color  # noqa: E402
-from splitbrain.data import build_dataset  # noqa: E402
-from splitbrain.engine import resolve_device  # noqa: E402
-from splitbrain.prior import estimate_prior, save_prior, summary  # noqa: E402
-from splitbrain.runlog import fatal  # noqa: E402
+from splitbrain import color
+from splitbrain.data import build_dataset
+from splitbrain.runtime import resolve_device
+from splitbrain.prior import estimate_prior, save_prior, summary
+from splitbrain.runlog import fatal
 
 
 def main(argv=None):

@@ -9,16 +9,14 @@ colourfulness, for the model and for the all-grey prediction as a baseline.
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from splitbrain import checkpoint as ckpt  # noqa: E402
-from splitbrain import engine  # noqa: E402
-from splitbrain.data import build_dataset  # noqa: E402
-from splitbrain.runlog import fatal  # noqa: E402
-from splitbrain.tasks import TASKS  # noqa: E402
+from splitbrain import checkpoint as ckpt
+from splitbrain import engine
+from splitbrain.data import build_dataset, eval_loader
+from splitbrain.runlog import fatal
+from splitbrain.runtime import resolve_device
+from splitbrain.tasks import objective_from_checkpoint
 
 METRICS = ["auc", "auc_rebalanced", "psnr", "colourfulness"]
 
@@ -48,16 +46,16 @@ def main(argv=None):
                                 root=args.root, seed=cfg["run"]["seed"])
     except (ckpt.CheckpointError, FileNotFoundError, ValueError, RuntimeError) as err:
         fatal(err)
-    device = engine.resolve_device(args.device)
-    setup = TASKS[args.task](cfg, None, device, print, resume=state)
     try:
-        ckpt.load_state_dict(setup.model, state["state_dict"], args.ckpt)
-    except ckpt.CheckpointError as err:
+        device = resolve_device(args.device)
+        model = ckpt.build_model(state, args.ckpt).to(device)
+    except ValueError as err:  # a CheckpointError, or an unavailable device
         fatal(err)
-    model = setup.model.to(device)
-    temperature = args.temperature if args.temperature is not None else state["color"]["temperature"]
-    results = engine.evaluate(model, setup.objective, engine.eval_loader(dataset, args.batch_size),
-                              device, temperature=temperature)
+    objective = objective_from_checkpoint(state, model)
+    if args.temperature is not None:
+        objective.temperature = args.temperature
+    results = engine.evaluate(model, objective, eval_loader(dataset, args.batch_size), device)
+    temperature = objective.temperature
 
     print(f"{len(dataset)} images from {args.data} ({args.split}), {size}x{size}, T={temperature}")
     print("| prediction | AuC | AuC rebalanced | PSNR (dB) | colourfulness |")

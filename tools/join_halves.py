@@ -11,14 +11,11 @@ trained with model.half=both. Halves of different architectures are refused.
 
 import argparse
 import copy
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from splitbrain import checkpoint as ckpt  # noqa: E402
-from splitbrain.models import SplitBrain, build_model  # noqa: E402
-from splitbrain.runlog import fatal  # noqa: E402
+from splitbrain import checkpoint as ckpt
+from splitbrain.models import SplitBrain
+from splitbrain.runlog import fatal
 
 
 def load_half(path):
@@ -27,9 +24,7 @@ def load_half(path):
     if spec["kwargs"].get("half", "both") == "both":
         raise ckpt.CheckpointError(f"{path} holds both halves already; pass checkpoints "
                                    f"trained with model.half=l2ab and model.half=ab2l")
-    half = build_model(spec["name"], **spec["kwargs"])
-    ckpt.load_state_dict(half, state["state_dict"], path)
-    return state, half
+    return state, ckpt.build_model(state, path)
 
 
 def main(argv=None):

@@ -15,21 +15,22 @@ config.yaml, probe.log, results.csv, results.json, TensorBoard events.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import torch
+from torch.utils.tensorboard import SummaryWriter
 
-import torch  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+from splitbrain import config as config_lib
+from splitbrain.probe import ProbeError
+from splitbrain.probe.data import probe_datasets
+from splitbrain.probe.encoder import open_encoder
+from splitbrain.probe.report import format_table, save_results
+from splitbrain.probe.solver_sgd import SGDRecipe, probe_sgd
+from splitbrain.probe.solver_sklearn import probe_sklearn
+from splitbrain.runlog import RunLog, fatal
+from splitbrain.runtime import resolve_device
 
-from splitbrain import checkpoint as ckpt  # noqa: E402
-from splitbrain import config as config_lib  # noqa: E402
-from splitbrain import engine, probe  # noqa: E402
-from splitbrain.probe_sklearn import probe_sklearn  # noqa: E402
-from splitbrain.runlog import RunLog, fatal  # noqa: E402
-
-PROBED_TASKS = ("colorize", "splitbrain")
+SOLVERS = ("sgd", "sklearn")  # probe.solver: splitbrain.probe.solver_sgd | solver_sklearn
 SHORTHANDS = {"ckpt": "encoder.ckpt", "init": "encoder.init", "arch": "encoder.arch",
               "layer": "probe.layers", "data": "data.source", "out": "run.out",
               "device": "run.device"}
@@ -54,46 +55,47 @@ def parse_args(argv):
     return args, overrides, shorthands
 
 
-def build_encoder(cfg):
-    """The frozen encoder of the config; every way it can be wrong is a ProbeError here."""
-    e = cfg["encoder"]
-    state = None
-    if e["ckpt"]:
-        state = ckpt.load(e["ckpt"])
-        if state.get("task") not in PROBED_TASKS:
-            raise probe.ProbeError(f"{e['ckpt']} is a checkpoint of task {state.get('task')!r}; "
-                                   f"the probe reads {' or '.join(PROBED_TASKS)} checkpoints")
-    model, spec = probe.load_encoder(state, e["init"], e["arch"], cfg["run"]["seed"])
-    encoder = probe.FrozenEncoder(model, cfg["probe"]["layers"], cfg["probe"]["resize"],
-                                  cfg["run"]["precision"])
-    return encoder, spec, state
-
-
-def main(argv=None):
+def load_config(argv):
+    """The resolved config: the YAML file, then key=value overrides, then the flags."""
     args, overrides, shorthands = parse_args(argv)
     try:
         cfg = config_lib.resolve("probe", args.config, overrides)
         cfg = config_lib.apply_overrides(cfg, shorthands)
     except config_lib.ConfigError as err:
         fatal(err)
-    p, d, o, r = cfg["probe"], cfg["data"], cfg["optim"], cfg["run"]
-    if p["solver"] not in ("sgd", "sklearn"):
-        fatal(f"unknown probe.solver {p['solver']!r}; valid: sgd, sklearn")
+    if cfg["probe"]["solver"] not in SOLVERS:
+        fatal(f"unknown probe.solver {cfg['probe']['solver']!r}; valid: {', '.join(SOLVERS)}")
+    return cfg
+
+
+def solve(cfg, encoder, train_set, val_set, num_classes, writer, log):
+    """Run the config's solver: {layer: {"dim", "top1", "top5", ...}}."""
+    d, o, r, s = cfg["data"], cfg["optim"], cfg["run"], cfg["sklearn"]
+    if cfg["probe"]["solver"] == "sgd":
+        return probe_sgd(encoder, train_set, val_set, num_classes, SGDRecipe(**o), r["seed"],
+                         d["workers"], r["eval_every"], r["log_every"], writer, log)
+    return probe_sklearn(encoder, train_set, val_set, num_classes, o["batch_size"], d["workers"],
+                         s["Cs"], s["holdout"], s["max_iter"], s["knn_k"], s["knn_temperature"],
+                         r["seed"], log, writer)
+
+
+def main(argv=None):
+    cfg = load_config(argv)
+    e, p, d, r = cfg["encoder"], cfg["probe"], cfg["data"], cfg["run"]
+    run_dir = Path(r["out"])
 
     # --- encoder and data: every check before any work ---------------------------------------
     try:
-        encoder, spec, state = build_encoder(cfg)
-        device = engine.resolve_device(r["device"])
-        train_set, val_set, classes = probe.probe_datasets(
+        encoder, spec, state = open_encoder(e["ckpt"], e["init"], e["arch"], p["layers"],
+                                            p["resize"], r["precision"], r["seed"])
+        device = resolve_device(r["device"])
+        train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
-    except (ckpt.CheckpointError, probe.ProbeError, FileNotFoundError, ValueError,
-            RuntimeError) as err:
+        if p["solver"] == "sgd":
+            SGDRecipe(**cfg["optim"]).check_data(len(train_set))
+    except (ProbeError, FileNotFoundError, ValueError, RuntimeError) as err:
         fatal(err)
-    if p["solver"] == "sgd" and len(train_set) < o["batch_size"]:
-        fatal(f"{len(train_set)} training images, fewer than one batch of {o['batch_size']}; "
-              f"lower optim.batch_size")
-    run_dir = Path(r["out"])
     if (run_dir / "results.json").exists():
         fatal(f"{run_dir} already holds probe results; choose another --out")
 
@@ -103,34 +105,23 @@ def main(argv=None):
     log = RunLog(run_dir / "probe.log")
     encoder.to(device)
     torch.manual_seed(r["seed"])
-    source = cfg["encoder"]["ckpt"] or "no checkpoint"
-    log(f"probing {spec['name']} ({cfg['encoder']['init']} weights, {source}) on {device}: "
-        f"layers {', '.join(encoder.layers)}, {p['solver']} solver, {p['resize']} resize")
+    log(f"probing {spec['name']} ({e['init']} weights, {e['ckpt'] or 'no checkpoint'}) on "
+        f"{device}: layers {', '.join(encoder.layers)}, {p['solver']} solver, {p['resize']} "
+        f"resize")
     log(f"data {d['source']}: {len(classes)} classes, {len(train_set)} training and "
         f"{len(val_set)} validation images")
 
     # --- probe -----------------------------------------------------------------------------------
     writer = SummaryWriter(str(run_dir))
-    if p["solver"] == "sgd":
-        results = probe.probe_sgd(encoder, train_set, val_set, len(classes),
-                                  probe.SGDRecipe(**o), r["seed"], d["workers"], r["eval_every"],
-                                  r["log_every"], writer, log)
-    else:
-        s = cfg["sklearn"]
-        results = probe_sklearn(encoder, train_set, val_set, len(classes), o["batch_size"],
-                                d["workers"], s["Cs"], s["holdout"], s["max_iter"], s["knn_k"],
-                                s["knn_temperature"], r["seed"], log)
-        for name, res in results.items():
-            for key in ("top1", "top5", "knn_top1", "knn_top5"):
-                writer.add_scalar(f"probe/{name}/{key}", res[key], 0)
+    results = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
     writer.close()
 
     # --- report ----------------------------------------------------------------------------------
-    table = probe.format_table(results)
+    table = format_table(results)
     print(table, flush=True)
     log("results:\n" + table)
-    probe.save_results(results, run_dir, {
-        "model": spec, "ckpt": cfg["encoder"]["ckpt"], "init": cfg["encoder"]["init"],
+    save_results(results, run_dir, {
+        "model": spec, "ckpt": e["ckpt"], "init": e["init"],
         "task": state.get("task") if state else None, "data": d["source"],
         "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"]})
     log(f"done: results.csv and results.json in {run_dir}")

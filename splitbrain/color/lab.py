@@ -11,9 +11,11 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-L_RANGE = (0.0, 100.0)
 L_CENTER = 50.0
 AB_SCALE = 110.0  # ab regression targets and outputs are ab / AB_SCALE
+# Lab channel indices: the L half and the ab half of a Lab tensor (B, 3, H, W).
+L_CHANNELS = [0]
+AB_CHANNELS = [1, 2]
 
 # Row of the sRGB (D65) linear RGB -> XYZ matrix that gives Y, as kornia uses it.
 _Y_FROM_LINEAR = torch.tensor([0.212671, 0.715160, 0.072169])

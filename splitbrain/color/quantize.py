@@ -1,7 +1,7 @@
 """The quantised colour spaces: 313 ab bins, soft encoding, L bins, annealed-mean decoding.
 
 The ab gamut is quantised on a grid of step 10 into the 313 in-gamut bins of Zhang et al.
-(DESIGN §1). Bin ``q`` is the q-th centre in (a, b)-ascending order.
+(docs/reference.md §1). Bin ``q`` is the q-th centre in (a, b)-ascending order.
 
 Soft encoding finds each pixel's k nearest bins exactly, without measuring the distance to all
 313 centres:
@@ -21,7 +21,7 @@ import math
 import torch
 
 AB_GRID = 10
-# a -> (b_min, b_max) of the in-gamut bins, step 10 (DESIGN §1).
+# a -> (b_min, b_max) of the in-gamut bins, step 10 (docs/reference.md §1).
 _AB_GAMUT = {
     -90: (50, 90), -80: (20, 90), -70: (0, 90), -60: (-20, 90), -50: (-30, 100),
     -40: (-40, 100), -30: (-50, 100), -20: (-50, 100), -10: (-60, 100), 0: (-70, 100),
@@ -328,13 +328,6 @@ def soft_encode(ab, k=10, sigma=5.0):
     weights = (d2 - d2[:, :1]).mul_(-0.5 / sigma**2).exp_()
     weights /= weights.sum(1, keepdim=True)
     return _to_map(bins, ab.shape), _to_map(weights, ab.shape)
-
-
-def dense_target(indices, weights, num_bins=NUM_AB_BINS):
-    """Scatter a sparse soft encoding into a dense (B, num_bins, H, W) distribution."""
-    B, _, H, W = indices.shape
-    out = weights.new_zeros(B, num_bins, H, W)
-    return out.scatter_(1, indices, weights)
 
 
 def nearest_ab_bin(ab):

@@ -7,8 +7,8 @@ them itself, returns logits, and exposes named feature taps through ``forward_fe
 from .alexnet import (AlexNetColorization, AlexNetEncoder, AlexNetFCN, alexnet_colorization,
                       alexnet_colorization_small)
 from .eccv16 import ECCV16, eccv16, eccv16_small
-from .splitbrain import (LAB_SPLIT, SplitBrain, SplitBrainHalf, splitbrain_alexnet,
-                         splitbrain_alexnet_small)
+from .splitbrain import (LAB_HALVES, LAB_SPLIT, SplitBrain, SplitBrainHalf, find_half,
+                         half_name, splitbrain_alexnet, splitbrain_alexnet_small)
 
 MODELS = {
     "eccv16": eccv16,
@@ -27,5 +27,6 @@ def build_model(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["LAB_SPLIT", "MODELS", "build_model", "AlexNetColorization", "AlexNetEncoder",
-           "AlexNetFCN", "ECCV16", "SplitBrain", "SplitBrainHalf"]
+__all__ = ["LAB_HALVES", "LAB_SPLIT", "MODELS", "AlexNetColorization", "AlexNetEncoder",
+           "AlexNetFCN", "ECCV16", "SplitBrain", "SplitBrainHalf", "build_model", "find_half",
+           "half_name"]

@@ -63,7 +63,7 @@ class ECCV16(nn.Module):
             raise ValueError(f"widths needs 8 entries (blocks 1..8), got {len(widths)}")
         check_l_norm(l_norm)
         check_choice("pool", pool, POOLS)
-        self.num_classes, self.l_norm, self.pool = num_classes, l_norm, pool
+        self.num_classes, self.l_norm = num_classes, l_norm
 
         cin = self.in_channels
         for i, (n_convs, stride, dilation) in enumerate(_BLOCKS, start=1):

@@ -27,14 +27,38 @@ HALF_WIDTHS = tuple(w // 2 for w in ALEXNET_WIDTHS)  # (48, 128, 192, 192, 128)
 HALF_FC_WIDTH = 2048
 SMALL_HALF_WIDTHS = tuple(w // 4 for w in HALF_WIDTHS)  # (12, 32, 48, 48, 32)
 SMALL_HALF_FC_WIDTH = 512
-HEADS = ("cl", "reg")
 
-LAB_SPLIT = (
-    {"inputs": [0], "targets": [1, 2], "num_classes": color.NUM_AB_BINS, "head": "cl"},
-    {"inputs": [1, 2], "targets": [0], "num_classes": color.NUM_L_BINS, "head": "cl"},
-)
-# Names of the two Lab halves: (inputs, targets).
-LAB_HALVES = {"l2ab": ([0], [1, 2]), "ab2l": ([1, 2], [0])}
+# The one table of the Lab split's halves: name -> what it sees, what it predicts, its bins.
+LAB_HALVES = {
+    "l2ab": {"inputs": color.L_CHANNELS, "targets": color.AB_CHANNELS,
+             "num_classes": color.NUM_AB_BINS},
+    "ab2l": {"inputs": color.AB_CHANNELS, "targets": color.L_CHANNELS,
+             "num_classes": color.NUM_L_BINS},
+}
+LAB_SPLIT = tuple(dict(spec, head="cl") for spec in LAB_HALVES.values())
+
+
+def half_name(spec):
+    """"l2ab" or "ab2l" for a half of the Lab split (matched on its channels), else None."""
+    for name, half in LAB_HALVES.items():
+        if list(spec["inputs"]) == half["inputs"] and list(spec["targets"]) == half["targets"]:
+            return name
+    return None
+
+
+def find_half(specs, name):
+    """Index of the Lab half ``name`` ("l2ab" / "ab2l") among a split's half specs.
+
+    Raises:
+        ValueError: an unknown name, or a split without that half.
+    """
+    check_choice("half name", name, tuple(LAB_HALVES))
+    for i, spec in enumerate(specs):
+        if half_name(spec) == name:
+            return i
+    half = LAB_HALVES[name]
+    raise ValueError(f"this split has no {name} half (inputs {half['inputs']}, targets "
+                     f"{half['targets']})")
 
 
 def lab_normalization(l_norm="unit"):
@@ -63,7 +87,7 @@ def check_half(half, in_channels):
             raise ValueError(f"{key} {channels} lists a channel twice")
         spec[key] = channels
     head = half.get("head", "cl")
-    check_choice("head", head, HEADS)
+    color.check_head(head)
     num_classes = half.get("num_classes")
     if head == "reg":
         if num_classes not in (None, len(spec["targets"])):
@@ -228,12 +252,7 @@ class SplitBrain(nn.Module):
         """A half by index, or for the Lab split by name: "l2ab" or "ab2l"."""
         if not isinstance(which, str):
             return self.halves[which]
-        check_choice("half name", which, tuple(LAB_HALVES))
-        inputs, targets = LAB_HALVES[which]
-        for h in self.halves:
-            if h.inputs == inputs and h.targets == targets:
-                return h
-        raise ValueError(f"this split has no {which} half (inputs {inputs}, targets {targets})")
+        return self.halves[find_half(self.split, which)]
 
     def forward_features(self, x, layers=CONV_LAYERS):
         """Per layer, the channel concatenation of every half's activation, in half order.
@@ -288,11 +307,7 @@ def _build(kwargs, half, heads):
     split = check_split(halves, in_channels)  # a half alone is still one of a valid split
     if isinstance(half, str):
         check_choice("half", half, ("both",) + tuple(LAB_HALVES))
-        inputs, targets = LAB_HALVES[half]
-        matches = [s for s in split if s["inputs"] == inputs and s["targets"] == targets]
-        if not matches:
-            raise ValueError(f"this split has no {half} half (inputs {inputs}, targets {targets})")
-        spec = matches[0]
+        spec = split[find_half(split, half)]
     else:
         spec = split[half]
     return SplitBrainHalf(**spec, **kwargs)

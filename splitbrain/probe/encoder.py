@@ -1,15 +1,17 @@
-"""The frozen side of a linear probe: which layers, what input, and the resized features.
-
-See :mod:`splitbrain.probe` for the protocol (DESIGN §3).
+"""The frozen side of a linear probe: which layers, what input, the resized features, and the
+checks that the encoder stays frozen (docs/reference.md §3).
 """
+
+import itertools
 
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint as ckpt
-from . import color
-from .engine import PRECISIONS, autocast
-from .models import AlexNetColorization, SplitBrain, SplitBrainHalf, build_model
+from .. import checkpoint as ckpt
+from .. import color
+from ..models import AlexNetColorization, SplitBrain, SplitBrainHalf
+from ..runtime import autocast, check_precision
+from . import ProbeError, ProtocolError
 
 PROBE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 # Side of the square map a layer is resized to, so every probe sees about 9k values at full
@@ -17,17 +19,12 @@ PROBE_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 # conv5 256×6×6 = 9216.
 PROBE_SIZES = {"conv1": 10, "conv2": 6, "conv3": 5, "conv4": 5, "conv5": 6}
 RESIZE_MODES = ("bilinear", "avgpool")  # official Caffe probe | VISSL
+INITS = ("checkpoint", "random")  # the checkpoint's weights | the same architecture, random
 # Models that take raw colour channels and have AlexNet's conv1..conv5; a SplitBrainHalf is one
 # half trained alone (it picks its own channels out of the full Lab input).
 PROBE_MODEL_TYPES = (AlexNetColorization, SplitBrain, SplitBrainHalf)
-
-
-class ProbeError(ValueError):
-    """A request the probe cannot serve: no encoder to probe, an unknown layer, bad data."""
-
-
-class ProtocolError(RuntimeError):
-    """The frozen-encoder protocol was broken: the encoder trained, changed or left eval mode."""
+# Checkpoint tasks whose model has such an encoder.
+PROBED_TASKS = ("colorize", "splitbrain")
 
 
 # --- the encoder ------------------------------------------------------------------------------
@@ -66,11 +63,12 @@ def parse_layers(layers, model=None):
 def encoder_input(model, rgb):
     """The raw colour channels ``model`` takes, from an sRGB batch (B, 3, H, W).
 
-    A 1-channel model (the colorization AlexNet) gets L (B, 1, H, W) in [0, 100]; a 3-channel
+    ``rgb`` is uint8 (0..255, as the datasets serve it) or float in [0, 1]; both give the same
+    values (uint8 L goes through :func:`splitbrain.color.lightness`'s lookup table). A
+    1-channel model (the colorization AlexNet) gets L (B, 1, H, W) in [0, 100]; a 3-channel
     model (split-brain, either a whole model or one half) gets the full Lab (B, 3, H, W) and
     selects each half's channels itself.
     """
-    rgb = color.to_float_rgb(rgb)
     if model.in_channels == 1:
         return color.lightness(rgb)
     if model.in_channels == 3:
@@ -116,8 +114,10 @@ class FrozenEncoder:
         check_encoder(model)
         if resize not in RESIZE_MODES:
             raise ProbeError(f"unknown resize mode {resize!r}; valid: {', '.join(RESIZE_MODES)}")
-        if precision not in PRECISIONS:
-            raise ProbeError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+        try:
+            check_precision(precision)
+        except ValueError as err:
+            raise ProbeError(str(err)) from None
         self.model = model.eval().requires_grad_(False)
         self.layers = parse_layers(layers, model)
         self.resize, self.precision = resize, precision
@@ -141,7 +141,7 @@ class FrozenEncoder:
 
     @torch.no_grad()
     def __call__(self, rgb):
-        """sRGB batch (B, 3, H, W) in [0, 1] -> {layer: (B, dims[layer]) fp32 features}."""
+        """sRGB batch (B, 3, H, W), uint8 or float in [0, 1] -> {layer: (B, dims[layer]) fp32}."""
         self.check_eval()
         x = encoder_input(self.model, rgb)
         with autocast(rgb.device, self.precision):
@@ -150,7 +150,25 @@ class FrozenEncoder:
                 for name, m in maps.items()}
 
 
-def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
+# --- loading -----------------------------------------------------------------------------------
+
+def load_checkpoint(path):
+    """Read a checkpoint whose model the probe can read (task colorize or splitbrain).
+
+    Raises:
+        ProbeError: missing, unreadable, not a splitbrain checkpoint, or another task.
+    """
+    try:
+        state = ckpt.load(path)
+    except ckpt.CheckpointError as err:
+        raise ProbeError(str(err)) from None
+    if state.get("task") not in PROBED_TASKS:
+        raise ProbeError(f"{path} is a checkpoint of task {state.get('task')!r}; the probe "
+                         f"reads {' or '.join(PROBED_TASKS)} checkpoints")
+    return state
+
+
+def load_encoder(state=None, init="checkpoint", arch=None, seed=0, path="the checkpoint"):
     """Rebuild the model of a checkpoint, or a random-weights model of an architecture.
 
     Args:
@@ -158,15 +176,17 @@ def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
         init: "checkpoint" (the checkpoint's weights) or "random" (the baseline: the same
             architecture with freshly initialised weights, seeded by ``seed``).
         arch: model name for ``init="random"`` without a checkpoint.
+        path: names the checkpoint in error messages.
 
     Returns:
         (model, spec) where spec is ``{"name", "kwargs"}``.
 
     Raises:
-        ProbeError: nothing to build, an unknown architecture, or a model without an encoder.
+        ProbeError: nothing to build, an unknown architecture, weights that do not fit, or a
+            model without an encoder.
     """
-    if init not in ("checkpoint", "random"):
-        raise ProbeError(f"unknown init {init!r}; valid: checkpoint, random")
+    if init not in INITS:
+        raise ProbeError(f"unknown init {init!r}; valid: {', '.join(INITS)}")
     if state is None:
         if init == "checkpoint":
             raise ProbeError("give a checkpoint (--ckpt FILE), or --init random --arch NAME "
@@ -174,26 +194,69 @@ def load_encoder(state=None, init="checkpoint", arch=None, seed=0):
         if not arch:
             raise ProbeError("--init random needs --arch NAME (e.g. alexnet_colorization_small) "
                              "or a checkpoint whose architecture to copy")
-        spec = {"name": arch, "kwargs": {}}
+        source, state = "--arch", {"model": {"name": arch, "kwargs": {}}}
     else:
         spec = state.get("model")
         if not isinstance(spec, dict) or "name" not in spec:
-            raise ProbeError(f"the checkpoint (task {state.get('task')!r}) records no model; "
+            raise ProbeError(f"{path} (task {state.get('task')!r}) records no model; "
                              f"it holds no encoder to probe")
-        spec = {"name": spec["name"], "kwargs": dict(spec.get("kwargs") or {})}
         if arch and arch != spec["name"]:
             raise ProbeError(f"--arch {arch} contradicts the checkpoint's model "
                              f"{spec['name']}; leave --arch out to use the checkpoint's")
+        source = path
+    spec = {"name": state["model"]["name"], "kwargs": dict(state["model"].get("kwargs") or {})}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # the random init; overwritten by the checkpoint's weights
         try:
-            model = build_model(spec["name"], **spec["kwargs"])
-        except (ValueError, TypeError) as err:
-            raise ProbeError(f"cannot build model {spec['name']!r}: {err}") from None
+            model = ckpt.build_model(state, source, weights=(init == "checkpoint"))
+        except ckpt.CheckpointError as err:
+            raise ProbeError(str(err)) from None
     check_encoder(model, f"model {spec['name']!r}")
-    if state is not None and init == "checkpoint":
-        ckpt.load_state_dict(model, state["state_dict"], "the checkpoint")
     return model, spec
 
 
-# --- labelled data ------------------------------------------------------------------------
+def open_encoder(ckpt_path=None, init="checkpoint", arch=None, layers="all", resize="bilinear",
+                 precision="fp32", seed=0):
+    """The frozen encoder of a checkpoint file (or of ``arch`` with random weights).
+
+    Every way the request can be wrong is a ProbeError here, before any work.
+
+    Returns:
+        (FrozenEncoder on the CPU, model spec ``{"name", "kwargs"}``, checkpoint dict or None).
+    """
+    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    model, spec = load_encoder(state, init, arch, seed, ckpt_path or "the checkpoint")
+    return FrozenEncoder(model, layers, resize, precision), spec, state
+
+
+# --- the protocol's checks on the frozen encoder --------------------------------------------
+
+def snapshot(model):
+    """A CPU copy of every parameter and buffer (BatchNorm statistics, non-persistent too)."""
+    return {name: t.detach().to("cpu", copy=True)
+            for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
+
+
+def check_unchanged(model, before):
+    """Raise ProtocolError unless every parameter and buffer equals ``before`` bitwise."""
+    now = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
+    changed = sorted(name for name, t in before.items()
+                     if name not in now or not torch.equal(now[name].detach().cpu(), t))
+    if changed or set(now) != set(before):
+        raise ProtocolError(f"the frozen encoder changed during probing: {len(changed)} "
+                            f"tensors differ (e.g. {changed[:3]})")
+
+
+def check_no_encoder_grad(encoder):
+    """Raise ProtocolError if a gradient reached the encoder."""
+    reached = [name for name, p in encoder.model.named_parameters() if p.grad is not None]
+    if reached:
+        raise ProtocolError(f"gradients reached the frozen encoder: {reached[:3]}")
+
+
+def check_frozen(encoder):
+    """Raise ProtocolError if an encoder parameter is trainable."""
+    trainable = [name for name, p in encoder.model.named_parameters() if p.requires_grad]
+    if trainable:
+        raise ProtocolError(f"encoder parameters must be frozen, but {trainable[:3]} "
+                            f"require grad")

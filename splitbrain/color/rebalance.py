@@ -1,4 +1,4 @@
-"""The empirical ab prior and the class-rebalancing weights derived from it (DESIGN §1)."""
+"""The empirical ab prior and the class-rebalancing weights derived from it (docs/reference.md §1)."""
 
 import kornia
 import torch

@@ -1,11 +1,11 @@
 """The probe's second solver, for small datasets: cached features, logistic regression, k-NN.
 
 The frozen encoder runs once over the training and validation sets; the features of every
-probed layer are kept in memory (resized as the SGD probe resizes them, see
-``splitbrain.probe``). Per layer, a scikit-learn ``LogisticRegression`` (lbfgs) is fitted on
-standardised features, its inverse regularisation C chosen on a held-out part of the training
-features and then refitted on all of them; and a k-nearest-neighbour classifier votes with the
-training features closest in cosine similarity.
+probed layer are kept in memory (resized as for the SGD solver, see
+:mod:`splitbrain.probe.encoder`). Per layer, a scikit-learn ``LogisticRegression`` (lbfgs) is
+fitted on standardised features, its inverse regularisation C chosen on a held-out part of the
+training features and then refitted on all of them; and a k-nearest-neighbour classifier votes
+with the training features closest in cosine similarity.
 
 Memory is N × dims[layer] floats per layer (about 9.6k per image at full width), so this is
 for datasets of thousands of images, not ImageNet.
@@ -23,16 +23,16 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from .engine import eval_loader
-from .probe import check_unchanged, snapshot
+from ..data import eval_loader
+from .encoder import check_unchanged, snapshot
 
 
 @torch.no_grad()
 def extract_features(encoder, dataset, batch_size=256, workers=0, desc="features"):
     """Every probed layer's features of ``dataset``, in one pass of the frozen encoder.
 
-    Items are seeded by their index (``engine.eval_loader``), so an augmented dataset gives
-    the same features on every call.
+    Items are seeded by their index (:func:`splitbrain.data.eval_loader`), so an augmented
+    dataset gives the same features on every call.
 
     Returns:
         ({layer: (N, dims[layer]) float32 numpy array}, labels (N,) int64 numpy array).
@@ -129,8 +129,19 @@ def knn_accuracy(train_x, train_y, val_x, val_y, num_classes, k=20, temperature=
 
 def probe_sklearn(encoder, train_set, val_set, num_classes, batch_size=256, workers=0,
                   Cs=(0.01, 0.1, 1.0), holdout=0.2, max_iter=1000, knn_k=20,
-                  knn_temperature=0.07, seed=0, log=None):
+                  knn_temperature=0.07, seed=0, log=None, writer=None):
     """Logistic-regression and k-NN probes of every layer from one cached feature pass.
+
+    Args:
+        encoder: a :class:`splitbrain.probe.encoder.FrozenEncoder`.
+        train_set, val_set: labelled datasets of (rgb (3, H, W), label); their items are
+            seeded by index, so an augmented training set gives one fixed view per image.
+        num_classes: classes of the labelled dataset.
+        batch_size, workers: of the feature pass.
+        Cs, holdout, max_iter, seed: see :func:`logistic_probe`.
+        knn_k, knn_temperature: see :func:`knn_accuracy`.
+        log: optional callable taking a message line.
+        writer: optional TensorBoard ``SummaryWriter``; gets ``probe/<layer>/<metric>``.
 
     Returns:
         {layer: {"dim", "top1", "top5", "C", "holdout_top1", "knn_top1", "knn_top5"}}.
@@ -148,4 +159,8 @@ def probe_sklearn(encoder, train_set, val_set, num_classes, batch_size=256, work
         if log is not None:
             log(f"{name}: logistic top-1 {r['top1']:.2f} (C={r['C']:g}), "
                 f"k-NN top-1 {knn['top1']:.2f}")
+    if writer is not None:
+        for name, r in results.items():
+            for key in ("top1", "top5", "knn_top1", "knn_top5"):
+                writer.add_scalar(f"probe/{name}/{key}", r[key], 0)
     return results

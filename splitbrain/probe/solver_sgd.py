@@ -1,72 +1,33 @@
-"""Linear probes on frozen conv1..conv5 features (DESIGN §3).
+"""The paper's probe solver: one BatchNorm + Linear head per layer, trained with SGD.
 
-The protocol of the split-brain paper's ImageNet tables: the encoder is frozen in eval mode
-(BatchNorm statistics too); each layer's activation is resized to about 9k values; a BatchNorm
-without learned parameters (feature standardisation) and one Linear layer are trained on top
-with SGD. Every probe reads the same frozen forward pass, so probing conv1..conv5 together
-costs one encoder forward per batch, not five.
-
-The probe checks its own protocol, as MoCo's ``main_lincls.py`` does: only head parameters are
-trainable before training starts, the encoder is in eval mode at every step and receives no
-gradient, and after training its parameters and buffers (BatchNorm statistics included) are
-compared bitwise against a snapshot taken before.
-
-Results are dicts ``{layer: {"top1": %, "top5": %, ...}}``; :func:`format_table` and
-:func:`save_results` turn them into a markdown table, results.csv and results.json.
+Every head reads the same frozen forward pass, has its own optimiser and schedule, and starts
+from its own seeded weights, so probing conv1..conv5 together trains each head exactly as
+probing its layer alone does (docs/reference.md §3).
 """
 
-import csv
-import itertools
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .engine import eval_loader, train_loader
-from .probe_data import check_labelled_folder, probe_datasets, probe_transform  # noqa: F401
-from .probe_encoder import (PROBE_LAYERS, PROBE_MODEL_TYPES, PROBE_SIZES,  # noqa: F401
-                            RESIZE_MODES, FrozenEncoder, ProbeError, ProtocolError,
-                            check_encoder, encoder_input, load_encoder, parse_layers,
-                            resize_features)
-def snapshot(model):
-    """A CPU copy of every parameter and buffer (BatchNorm statistics, non-persistent too)."""
-    return {name: t.detach().to("cpu", copy=True)
-            for name, t in itertools.chain(model.named_parameters(), model.named_buffers())}
+from ..data import eval_loader, train_loader
+from . import ProbeError, ProtocolError
+from .encoder import PROBE_LAYERS, check_frozen, check_no_encoder_grad, check_unchanged, snapshot
 
 
-def check_unchanged(model, before):
-    """Raise ProtocolError unless every parameter and buffer equals ``before`` bitwise."""
-    now = dict(itertools.chain(model.named_parameters(), model.named_buffers()))
-    changed = sorted(name for name, t in before.items()
-                     if name not in now or not torch.equal(now[name].detach().cpu(), t))
-    if changed or set(now) != set(before):
-        raise ProtocolError(f"the frozen encoder changed during probing: {len(changed)} "
-                            f"tensors differ (e.g. {changed[:3]})")
-
+# --- the protocol: only the heads learn -----------------------------------------------------
 
 def check_only_heads_train(encoder, heads, optimizers):
     """Raise ProtocolError unless exactly the heads' parameters are trainable and optimised."""
-    trainable = [name for name, p in encoder.model.named_parameters() if p.requires_grad]
-    if trainable:
-        raise ProtocolError(f"encoder parameters must be frozen, but {trainable[:3]} "
-                            f"require grad")
+    check_frozen(encoder)
     head_params = {id(p) for p in heads.parameters()}
     frozen_heads = [name for name, p in heads.named_parameters() if not p.requires_grad]
     optimised = {id(p) for opt in optimizers.values() for g in opt.param_groups
                  for p in g["params"]}
     if frozen_heads or optimised != head_params:
         raise ProtocolError("the optimisers must update exactly the probe heads' parameters")
-
-
-def check_no_encoder_grad(encoder):
-    """Raise ProtocolError if a gradient reached the encoder."""
-    reached = [name for name, p in encoder.model.named_parameters() if p.grad is not None]
-    if reached:
-        raise ProtocolError(f"gradients reached the frozen encoder: {reached[:3]}")
 
 
 # --- heads --------------------------------------------------------------------------------
@@ -125,6 +86,12 @@ class SGDRecipe:
     iterations: int = 140_000
     lr_steps: tuple = (40_000, 80_000, 120_000)
     lr_gamma: float = 0.1
+
+    def check_data(self, train_size):
+        """Raise ProbeError unless ``train_size`` training images fill at least one batch."""
+        if train_size < self.batch_size:
+            raise ProbeError(f"{train_size} training images, fewer than one batch of "
+                             f"{self.batch_size}; lower optim.batch_size")
 
 
 def topk_correct(logits, labels, ks=(1, 5)):
@@ -289,33 +256,3 @@ def probe_sgd(encoder, train_set, val_set, num_classes, recipe, seed=0, workers=
     _log_accuracy(results, recipe.iterations, writer, None)
     return {name: {"dim": encoder.dims[name], **results[name], **losses.get(name, {})}
             for name in encoder.layers}
-
-
-# --- reporting ----------------------------------------------------------------------------
-
-def format_table(results):
-    """Markdown table of a results dict, one row per layer, accuracies to two decimals."""
-    columns = list(dict.fromkeys(k for r in results.values() for k in r))
-    rows = ["| layer | " + " | ".join(columns) + " |",
-            "|---|" + "---|" * len(columns)]
-    for name, r in results.items():
-        cells = [_cell(r.get(k, "")) for k in columns]
-        rows.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
-def _cell(value):
-    return f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def save_results(results, out_dir, meta=None):
-    """Write ``results.csv`` (one row per layer) and ``results.json`` (with ``meta``)."""
-    out_dir = Path(out_dir)
-    columns = list(dict.fromkeys(k for r in results.values() for k in r))
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["layer", *columns])
-        for name, r in results.items():
-            writer.writerow([name, *(r.get(k, "") for k in columns)])
-    with open(out_dir / "results.json", "w") as f:
-        json.dump({"layers": results, **(meta or {})}, f, indent=2)

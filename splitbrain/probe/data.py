@@ -1,27 +1,31 @@
 """Labelled datasets for linear probes: transforms, folder checks, train/val pairs.
 
-See :mod:`splitbrain.probe` for the protocol (DESIGN §3).
+Items are (uint8 sRGB tensor (3, crop, crop), int label), as everywhere in
+:mod:`splitbrain.data`; the frozen encoder converts them to L or Lab on the device.
+See :mod:`splitbrain.probe` for the protocol (docs/reference.md §3).
 """
 
 from pathlib import Path
 
-import torch
-
-from .compat import torchvision
-from .data import build_dataset
-from .probe_encoder import ProbeError
+from ..compat import torchvision
+from ..data import build_dataset
+from . import ProbeError
 
 T = torchvision.transforms.v2
+
 
 def probe_transform(short_side, crop, train):
     """Short side resized to ``short_side``, then a random crop + flip (train) or a centre crop.
 
     The paper's ImageNet recipe is resize 256, crop 227; small images (CIFAR-10, STL-10) are
     resized up so the encoder sees them at its working size.
+
+    Returns:
+        A callable: PIL image or uint8 tensor -> plain uint8 tensor (3, crop, crop).
     """
     steps = [T.ToImage(), T.Resize(short_side, antialias=True)]
     steps += [T.RandomCrop(crop), T.RandomHorizontalFlip()] if train else [T.CenterCrop(crop)]
-    return T.Compose(steps + [T.ToDtype(torch.float32, scale=True)])
+    return T.Compose(steps + [T.ToPureTensor()])
 
 
 def check_labelled_folder(root):
@@ -74,7 +78,7 @@ def probe_datasets(source, crop, short_side, root="./data", download=False, trai
             "sample" crops fixed by (seed, index)).
 
     Returns:
-        (train_set, val_set, class names); items are (rgb (3, crop, crop) in [0, 1], label).
+        (train_set, val_set, class names); items are (uint8 rgb (3, crop, crop), label).
     """
     if source == "sample":
         train = build_dataset("sample", "train", crop, train=augment, length=train_length,
@@ -84,17 +88,12 @@ def probe_datasets(source, crop, short_side, root="./data", download=False, trai
         return train, val, list(train.classes)
     if source not in ("cifar10", "stl10"):
         check_labelled_folder(source)
-    train = build_dataset(source, "train", crop, train=True, labelled=True, root=root,
-                          download=download)
+    # The probe's own crops: resized to short_side first, unlike the datasets' defaults.
+    train = build_dataset(source, "train", crop, train=augment, labelled=True, root=root,
+                          download=download, transform=probe_transform(short_side, crop, augment))
     val = build_dataset(source, "val", crop, train=False, labelled=True, root=root,
-                        download=download)
-    # The probe's own crops: the datasets' defaults crop without resizing first.
-    train.transform = probe_transform(short_side, crop, train=augment)
-    val.transform = probe_transform(short_side, crop, train=False)
+                        download=download, transform=probe_transform(short_side, crop, False))
     if list(train.classes) != list(val.classes):
         raise ProbeError(f"training and validation classes differ: {train.classes[:5]}... vs "
                          f"{val.classes[:5]}...")
     return train, val, list(train.classes)
-
-
-# --- the protocol's checks ----------------------------------------------------------------

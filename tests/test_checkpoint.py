@@ -1,0 +1,190 @@
+"""Checkpoints: atomic writes, plain-data round trip, rebuilding every kind of model, resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splitbrain import checkpoint as ckpt
+
+
+def test_checkpoint_round_trip_is_plain_data(tmp_path):
+    path = tmp_path / "c.pt"
+    ckpt.save({"task": "colorize", "state_dict": {"w": torch.ones(2)}, "step": 3}, path)
+    state = ckpt.load(path, task="colorize")  # weights_only=True inside
+    assert state["step"] == 3 and torch.equal(state["state_dict"]["w"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="not found"):
+        ckpt.load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="cannot read"):
+        ckpt.load(tmp_path / "junk.pt")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a splitbrain checkpoint"):
+        ckpt.load(tmp_path / "foreign.pt")
+    ckpt.save({"task": "probe"}, tmp_path / "probe.pt")
+    with pytest.raises(ckpt.CheckpointError, match="task 'probe'.*'colorize' is needed"):
+        ckpt.load(tmp_path / "probe.pt", task="colorize")
+
+
+def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "latest.pt"
+    ckpt.save({"task": "colorize", "step": 1}, path)
+
+    def broken_save(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        ckpt.save({"task": "colorize", "step": 2}, path)
+    monkeypatch.undo()
+    assert ckpt.load(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.pt"]
+
+
+def test_load_state_dict_reports_architecture_mismatch():
+    model = torch.nn.Linear(3, 2)
+    with pytest.raises(ckpt.CheckpointError, match="shape mismatch.*another architecture"):
+        ckpt.load_state_dict(model, {"weight": torch.zeros(4, 3), "bias": torch.zeros(2)})
+    with pytest.raises(ckpt.CheckpointError, match="missing 1 keys"):
+        ckpt.load_state_dict(model, {"weight": torch.zeros(2, 3)})
+
+
+# --- one atomic write for every file the project writes ---------------------------------------
+
+def _broken(tmp):
+    Path(tmp).write_bytes(b"half")
+    raise OSError("disk full")
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    path = tmp_path / "sub" / "f.txt"
+    ckpt.atomic_write(path, lambda tmp: Path(tmp).write_text("one"))
+    assert path.read_text() == "one"  # the folder was created
+    with pytest.raises(OSError, match="disk full"):
+        ckpt.atomic_write(path, _broken)
+    assert path.read_text() == "one"
+    assert [p.name for p in path.parent.iterdir()] == ["f.txt"]  # no temp file left behind
+
+
+def test_atomic_write_keeps_the_suffix_for_format_by_extension_writers(tmp_path):
+    seen = []
+    ckpt.atomic_write(tmp_path / "a.jpg", lambda tmp: (seen.append(Path(tmp)),
+                                                       Path(tmp).write_bytes(b"x")))
+    assert seen[0].suffix == ".jpg" and seen[0].parent == tmp_path and seen[0] != tmp_path / "a.jpg"
+
+
+@pytest.mark.parametrize("writer", ["prior", "config", "image"])
+def test_every_writer_goes_through_the_atomic_write(tmp_path, monkeypatch, writer):
+    from PIL import Image
+
+    from splitbrain import config, prior
+    from tools_util import load_tool
+
+    path = tmp_path / {"prior": "p.npy", "config": "c.yaml", "image": "i.png"}[writer]
+    write = {"prior": lambda: prior.save_prior(np.full(313, 1 / 313), path),
+             "config": lambda: config.save({"a": 1}, path),
+             "image": lambda: load_tool("colorize").save_image(np.zeros((4, 5, 3), np.uint8),
+                                                               path)}[writer]
+    write()
+    before = path.read_bytes()
+    calls = []
+    real = ckpt.atomic_write
+    monkeypatch.setattr(ckpt, "atomic_write", lambda p, w: (calls.append(p), real(p, _broken)))
+    monkeypatch.setattr(prior, "atomic_write", ckpt.atomic_write)
+    monkeypatch.setattr(config, "atomic_write", ckpt.atomic_write)
+    with pytest.raises(OSError, match="disk full"):
+        write()
+    assert calls == [path] and path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    if writer == "image":
+        assert Image.open(path).size == (5, 4)
+
+
+# --- rebuilding any model a checkpoint holds ---------------------------------------------------
+
+def _trained_state(task, model_name, **kwargs):
+    from splitbrain.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_name, **kwargs)
+    return {"task": task, "model": {"name": model_name, "kwargs": kwargs},
+            "state_dict": {k: v.clone() for k, v in model.state_dict().items()}}, model
+
+
+@pytest.mark.parametrize("task,name,kwargs", [
+    ("colorize", "eccv16_small", {"pool": "max", "l_norm": "unit"}),
+    ("colorize", "alexnet_colorization_small", {"num_classes": 2}),
+    ("splitbrain", "splitbrain_alexnet_small", {"half": "both", "heads": ["cl", "reg"]}),
+    ("splitbrain", "splitbrain_alexnet_small", {"half": "ab2l", "padding": "official"}),
+])
+def test_build_model_rebuilds_the_saved_network_exactly(tmp_path, task, name, kwargs):
+    state, model = _trained_state(task, name, **kwargs)
+    ckpt.save(state, tmp_path / "c.pt")
+    rebuilt = ckpt.build_model(ckpt.load(tmp_path / "c.pt"))
+    assert type(rebuilt) is type(model)
+    x = torch.rand(2, 1 if task == "colorize" else 3, 96, 96) * 50
+    with torch.no_grad():
+        ref, out = model.eval()(x), rebuilt.eval()(x)
+    for r, o in zip(ref if isinstance(ref, list) else [ref], out if isinstance(out, list) else [out]):
+        assert torch.equal(r, o)
+    fresh = ckpt.build_model(ckpt.load(tmp_path / "c.pt"), weights=False)
+    assert set(fresh.state_dict()) == set(model.state_dict())
+    assert not all(torch.equal(fresh.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_build_model_errors_name_the_problem(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="records no model"):
+        ckpt.build_model({"task": "probe"})
+    with pytest.raises(ckpt.CheckpointError, match="cannot build its model 'resnet'"):
+        ckpt.build_model({"task": "colorize", "model": {"name": "resnet", "kwargs": {}}})
+    state, _ = _trained_state("colorize", "eccv16_small")
+    state["model"]["kwargs"] = {"num_classes": 2}
+    with pytest.raises(ckpt.CheckpointError, match="shape mismatch.*another architecture"):
+        ckpt.build_model(state, "x.pt")
+
+
+def test_version_1_checkpoints_load_with_the_current_head_names(tmp_path):
+    state, _ = _trained_state("colorize", "eccv16_small")
+    config = {"model": {"name": "eccv16_small"}, "loss": "regression", "optim": {"lr": 1.0}}
+    torch.save({"format": "splitbrain", "version": 1, **state, "config": config,
+                "color": {"head": "regression"}}, tmp_path / "old.pt")
+    loaded = ckpt.load(tmp_path / "old.pt")
+    assert loaded["version"] == ckpt.VERSION and loaded["color"]["head"] == "reg"
+    assert loaded["config"]["model"]["head"] == "reg" and "loss" not in loaded["config"]
+    assert ckpt.build_model(loaded) is not None
+
+
+def test_resume_restores_weights_optimiser_and_schedule(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [2], 0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).sum().backward()
+        opt.step()
+        sched.step()
+    state = ckpt.training_state("colorize", model, {"name": "x", "kwargs": {}}, {}, 3, opt, sched,
+                                metrics={"best_val_loss": 1.5})
+    ckpt.save(state, tmp_path / "latest.pt")
+
+    model2 = torch.nn.Linear(3, 2)
+    opt2 = torch.optim.Adam(model2.parameters(), lr=0.1)
+    sched2 = torch.optim.lr_scheduler.MultiStepLR(opt2, [2], 0.1)
+    step, metrics = ckpt.resume(ckpt.load(tmp_path / "latest.pt"), model2, opt2, sched2)
+    assert step == 3 and metrics == {"best_val_loss": 1.5}
+    assert sched2.get_last_lr() == sched.get_last_lr() == [pytest.approx(0.01)]
+    # One more identical step from both gives identical weights: Adam's moments came along.
+    x = torch.randn(4, 3)
+    for m, o in ((model, opt), (model2, opt2)):
+        o.zero_grad()
+        m(x).sum().backward()
+        o.step()
+    assert torch.equal(model.weight, model2.weight)
