@@ -5,11 +5,11 @@ step)); checkpoints from :mod:`splitbrain.checkpoint`; device and precision from
 :mod:`splitbrain.runtime`. This module only runs steps, validates and decides when to log.
 """
 
-import math
 import time
 
 import torch
 
+from . import distributed
 from .runlog import log_images
 from .runtime import autocast
 
@@ -21,19 +21,19 @@ class NonFiniteLossError(RuntimeError):
 # --- evaluation -----------------------------------------------------------------------------
 
 @torch.no_grad()
-def evaluate(model, objective, loader, device, precision="fp32", max_batches=0):
+def evaluate(model, objective, loader, device, precision="fp32"):
     """Mean loss (and logs) over ``loader`` plus the objective's metrics, model in eval mode.
 
-    Args:
-        max_batches: stop after this many batches (0: the whole loader).
+    In a distributed run every rank passes its shard (``data.eval_loader(rank=...)``) and gets
+    the numbers of all shards together: losses weighted by images and metric counts are summed
+    over ranks before dividing.
     """
+    model = distributed.unwrap(model)  # no DDP buffer broadcast: ranks may see other counts
     was_training = model.training
     model.eval()
     totals, count = {}, 0
     metrics = objective.new_metrics()
-    for i, (rgb, _) in enumerate(loader):
-        if max_batches and i >= max_batches:
-            break
+    for rgb, _ in loader:
         rgb = rgb.to(device, non_blocking=True)
         with autocast(device, precision):
             _, logs, pred = objective(model, rgb)
@@ -42,8 +42,11 @@ def evaluate(model, objective, loader, device, precision="fp32", max_batches=0):
         count += rgb.shape[0]
         objective.update_metrics(metrics, rgb, pred)
     model.train(was_training)
+    totals = distributed.sum_floats({**totals, "__count": count})
+    count = totals.pop("__count")
     out = {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
     for name, meter in metrics.items():
+        meter.reduce(distributed.all_reduce_sum)
         out.update({f"val/{name}/{k}": v for k, v in meter.compute().items()})
     return out
 
@@ -51,16 +54,45 @@ def evaluate(model, objective, loader, device, precision="fp32", max_batches=0):
 # --- training -------------------------------------------------------------------------------
 
 def train_step(model, objective, optimizer, scaler, rgb, device, precision):
-    """One optimisation step. Returns the logs; raises NonFiniteLossError on NaN/inf loss."""
+    """One optimisation step, with no host-device synchronisation (bar fp16's loss scaling).
+
+    Returns:
+        logs: dict of detached scalar tensors (the loss averaged over ranks);
+        finite: a bool tensor on the device, False when the loss was NaN or inf.
+    """
     with autocast(device, precision):
         loss, logs, _ = objective(model, rgb)
-    if not math.isfinite(loss.item()):
-        raise NonFiniteLossError(f"the loss is {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
-    return logs
+    if distributed.world_size() > 1:
+        # The same number on every rank, so they agree on when to stop.
+        logs["loss"] = distributed.all_reduce_sum(logs["loss"].clone()) / distributed.world_size()
+    return logs, torch.isfinite(logs["loss"])
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first step whose loss was not finite.
+
+    Checking costs one host-device synchronisation, so the loop checks only where it logs,
+    validates or saves: a checkpoint is never written after a non-finite step.
+    """
+
+    def __init__(self, device):
+        self.first = torch.full((), -1, dtype=torch.long, device=device)
+        self.value = torch.zeros((), device=device)
+
+    def add(self, step, loss, finite):
+        new = (self.first < 0) & ~finite
+        self.first = torch.where(new, step, self.first)
+        self.value = torch.where(new, loss.detach().float(), self.value)
+
+    def check(self):
+        """Raise NonFiniteLossError naming the step and the loss, if one was seen."""
+        first = int(self.first)
+        if first >= 0:
+            raise NonFiniteLossError(f"the loss is {float(self.value)} at step {first}")
 
 
 class Throughput:
@@ -80,19 +112,21 @@ class Throughput:
 
 
 def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step, iterations,
-          device, precision="fp32", channels_last=False, val_loader=None, val_batches=0,
-          image_batch=None, log_every=20, image_every=0, val_every=0, ckpt_every=0,
-          writer=None, log=print, save=None, best_loss=float("inf"), progress=None):
+          device, precision="fp32", channels_last=False, val_loader=None, image_batch=None,
+          log_every=20, image_every=0, val_every=0, ckpt_every=0, writer=None, log=print,
+          save=None, best_loss=float("inf"), progress=None):
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
+        model: the network, or its DistributedDataParallel wrapper in a distributed run.
         loader: endless training loader positioned at ``start_step`` (``data.train_loader``).
-        val_loader: validation loader; ``val_batches`` caps it (0: all of it).
+        val_loader: validation loader (this rank's shard), or None.
         image_batch: fixed validation images for TensorBoard grids, or None.
         log_every, image_every, val_every, ckpt_every: intervals in steps (0: never); the
             last step logs, draws and validates whatever the intervals say.
-        writer: TensorBoard ``SummaryWriter`` or None; log: callable taking a line.
-        save: ``save(name, step, metrics)`` with name "latest" or "best".
+        writer: TensorBoard ``SummaryWriter`` or None (ranks other than 0 pass None);
+            log: callable taking a line.
+        save: ``save(name, step, metrics)`` with name "latest" or "best", or None.
         best_loss: the best validation loss so far (a resumed run's).
         progress: a tqdm bar updated every step, or None.
 
@@ -100,10 +134,14 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         (step reached, best validation loss).
 
     Raises:
-        NonFiniteLossError: the loss became NaN or inf (the message names the step).
+        NonFiniteLossError: the loss became NaN or inf (the message names the step); no
+            checkpoint is written after that step.
     """
     step = start_step
     meter = Throughput()
+    watch = NonFiniteWatch(device)
+    world = distributed.world_size()
+    net = distributed.unwrap(model)  # for images: a forward on one rank must not broadcast
     model.train()
 
     def due(every):
@@ -115,17 +153,16 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         rgb = rgb.to(device, non_blocking=True)
         if channels_last:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
-        try:
-            logs = train_step(model, objective, optimizer, scaler, rgb, device, precision)
-        except NonFiniteLossError as err:
-            raise NonFiniteLossError(f"{err} at step {step + 1}") from None
+        logs, finite = train_step(model, objective, optimizer, scaler, rgb, device, precision)
         scheduler.step()
         step += 1
-        meter.add(rgb.shape[0])
+        watch.add(step, logs["loss"], finite)
+        meter.add(rgb.shape[0] * world)
         if progress is not None:
             progress.update(1)
 
         if due(log_every):
+            watch.check()
             scalars = {f"train/{k}": float(v) for k, v in logs.items()}
             scalars["train/lr"] = scheduler.get_last_lr()[0]
             scalars["train/images_per_s"] = meter.rate()
@@ -137,9 +174,10 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
                 log(f"step {step}/{iterations} " +
                     " ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in scalars.items()))
         if image_batch is not None and writer is not None and due(image_every):
-            log_images(writer, model, objective, image_batch.to(device), device, precision, step)
+            log_images(writer, net, objective, image_batch.to(device), device, precision, step)
         if val_loader is not None and due(val_every):
-            metrics = evaluate(model, objective, val_loader, device, precision, val_batches)
+            watch.check()
+            metrics = evaluate(model, objective, val_loader, device, precision)
             _write_scalars(writer, metrics, step)
             log(f"step {step} validation: " +
                 " ".join(f"{k[4:]}={v:.4g}" for k, v in sorted(metrics.items())))
@@ -147,8 +185,11 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
                 best_loss = metrics["val/loss"]
                 if save is not None:
                     save("best", step, {"best_val_loss": best_loss, **metrics})
-        if save is not None and ckpt_every and step % ckpt_every == 0:
-            save("latest", step, {"best_val_loss": best_loss})
+        if ckpt_every and step % ckpt_every == 0:
+            watch.check()  # on every rank, so all stop together
+            if save is not None:
+                save("latest", step, {"best_val_loss": best_loss})
+    watch.check()
     return step, best_loss
 
 

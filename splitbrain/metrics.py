@@ -223,6 +223,34 @@ class ColorMetrics:
         self._colourfulness_sum = _add(self._colourfulness_sum, colourfulness(pred_rgb).sum())
         self._images += L.shape[0]
 
+    def reduce(self, sum_over_ranks):
+        """Sum the accumulated counts over the processes of a distributed run, in place.
+
+        Args:
+            sum_over_ranks: sums a tensor over ranks in place
+                (``splitbrain.distributed.all_reduce_sum``); every rank must call this.
+        """
+        n = len(auc_thresholds(self.max_threshold, self.step)) + 1
+        fields = ("_hist", "_hist_weighted", "_psnr_sum", "_colourfulness_sum")
+        device = next((getattr(self, f).device for f in fields if getattr(self, f) is not None),
+                      torch.device("cpu"))
+        # One float64 vector: two histograms, two sums, three counts. float64 keeps integer
+        # pixel counts exact up to 2^53.
+        parts = [self._hist, self._hist_weighted, self._psnr_sum, self._colourfulness_sum]
+        sizes = [n, n, 1, 1]
+        flat = torch.cat([torch.zeros(k, dtype=torch.float64, device=device) if p is None
+                          else p.reshape(-1).to(device, torch.float64)
+                          for p, k in zip(parts, sizes)]
+                         + [torch.tensor([self._batches, self._weighted_batches, self._images],
+                                         dtype=torch.float64, device=device)])
+        flat = sum_over_ranks(flat)
+        hist, hist_w, psnr_sum, colour_sum, counts = flat.split(sizes + [3])
+        self._batches, self._weighted_batches, self._images = (int(c) for c in counts.tolist())
+        self._hist = hist.round().long()
+        self._hist_weighted = hist_w if self._weighted_batches else None
+        self._psnr_sum, self._colourfulness_sum = psnr_sum[0], colour_sum[0]
+        return self
+
     def compute(self):
         """Metrics of everything added since construction or :meth:`reset`.
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import color
+from . import color, distributed
 from .models import build_model
 from .objectives import ColorizationObjective, SplitBrainObjective
 from .prior import estimate_prior, load_prior
@@ -58,7 +58,8 @@ def colorize_color_state(cfg, model, prior):
 def splitbrain_model_spec(cfg):
     m = cfg["model"]
     return {"name": m["name"], "kwargs": {"pool": m["pool"], "padding": m["padding"],
-                                          "heads": list(m["heads"]), "half": m["half"]}}
+                                          "norm": m["norm"], "heads": list(m["heads"]),
+                                          "half": m["half"]}}
 
 
 def split_specs(model):
@@ -132,7 +133,9 @@ def setup(task, cfg, train_set, device, log, resume=None):
     t = TASKS[task]
     spec = t.model_spec(cfg)
     model = build_model(spec["name"], **spec["kwargs"])
-    prior = choose_prior(cfg["color"], train_set, device, log, resume, t.needs_prior(cfg))
+    # Estimated once, on rank 0, and broadcast in a distributed run.
+    prior = distributed.from_main(lambda: choose_prior(cfg["color"], train_set, device, log,
+                                                       resume, t.needs_prior(cfg)))
     objective = t.objective(cfg, model, prior)
     objective.class_weights = (None if objective.class_weights is None
                                else objective.class_weights.to(device))

@@ -19,10 +19,9 @@ from tqdm import tqdm
 
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
-from splitbrain import engine, tasks
+from splitbrain import distributed, engine, tasks
 from splitbrain.data import build_dataset, eval_loader, train_loader
 from splitbrain.runlog import RunLog, fatal
-from splitbrain.runtime import resolve_device
 
 
 def parse_args(argv):
@@ -49,7 +48,8 @@ def main(argv=None):
     args, overrides = parse_args(argv)
     try:
         cfg = config_lib.resolve(args.task, args.config, overrides)
-    except config_lib.ConfigError as err:
+        ctx = distributed.init(cfg["run"]["device"])
+    except ValueError as err:  # a ConfigError, or a device that is not there
         fatal(err)
     run_dir = Path(cfg["run"]["out"])
     latest = run_dir / "latest.pt"
@@ -65,13 +65,18 @@ def main(argv=None):
     elif latest.exists():
         fatal(f"{run_dir} already holds a run (latest.pt); pass --resume to continue it, or "
               f"choose another directory with run.out=...")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(cfg, run_dir / "config.yaml")
-    log = RunLog(run_dir / "train.log")
+    distributed.barrier()  # every rank has looked before rank 0 writes anything
     d, o, r = cfg["data"], cfg["optim"], cfg["run"]
-    device = resolve_device(r["device"])
+    r["world_size"] = ctx.world_size  # recorded; optim.batch_size is the global batch
+    device = ctx.device
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(cfg, run_dir / "config.yaml")
+        log = RunLog(run_dir / "train.log")
+    else:
+        log = _silent
     torch.manual_seed(r["seed"])
-    log(f"task {args.task} on {device}, run directory {run_dir}")
+    log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
 
     # --- data ------------------------------------------------------------------------------
     try:
@@ -81,12 +86,17 @@ def main(argv=None):
         val_set = build_dataset(d["val"], "val", d["val_crop"], train=False,
                                 length=d["val_length"], root=d["root"],
                                 download=d["download"], seed=r["seed"])
+        loader = train_loader(train_set, o["batch_size"], r["seed"], 0, d["workers"], device,
+                              ctx.rank, ctx.world_size)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         fatal(err)
     log(f"data: {len(train_set)} training items, {len(val_set)} validation items")
 
     # --- model, objective ------------------------------------------------------------------
-    setup = tasks.setup(args.task, cfg, train_set, device, log, resume=state)
+    try:
+        setup = tasks.setup(args.task, cfg, train_set, device, log, resume=state)
+    except (ValueError, RuntimeError) as err:
+        fatal(err)
     model = setup.model.to(device)
     if r["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
@@ -108,6 +118,7 @@ def main(argv=None):
         except ckpt.CheckpointError as err:
             fatal(err)
         best_loss = metrics.get("best_val_loss", best_loss)
+        loader.batch_sampler.start_step = step
         log(f"resumed from {latest} at step {step}")
 
     def save(name, at_step, metrics):
@@ -116,28 +127,38 @@ def main(argv=None):
                   run_dir / f"{name}.pt")
 
     # --- loop ------------------------------------------------------------------------------
-    writer = SummaryWriter(str(run_dir))
-    bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step", disable=None,
-               dynamic_ncols=True)
+    try:
+        train_model = distributed.wrap(model, ctx, r["sync_bn"])
+    except ValueError as err:
+        fatal(err)
+    writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
+    bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step",
+               disable=None if ctx.is_main else True, dynamic_ncols=True)
     image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
     try:
         step, best_loss = engine.train(
-            model, setup.objective, optimizer, scheduler, scaler,
-            train_loader(train_set, o["batch_size"], r["seed"], step, d["workers"], device),
+            train_model, setup.objective, optimizer, scheduler, scaler, loader,
             start_step=step, iterations=o["iterations"], device=device,
             precision=r["precision"], channels_last=r["channels_last"],
-            val_loader=eval_loader(val_set, o["batch_size"], d["workers"]),
-            val_batches=r["val_batches"], image_batch=image_batch, log_every=r["log_every"],
-            image_every=r["image_every"], val_every=r["val_every"], ckpt_every=r["ckpt_every"],
-            writer=writer, log=log, save=save, best_loss=best_loss, progress=bar)
+            val_loader=eval_loader(val_set, o["batch_size"], d["workers"], r["val_batches"],
+                                   ctx.rank, ctx.world_size),
+            image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
+            val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
+            save=save if ctx.is_main else None, best_loss=best_loss, progress=bar)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
               f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
-    save("latest", step, {"best_val_loss": best_loss})
+    if ctx.is_main:
+        save("latest", step, {"best_val_loss": best_loss})
+        writer.close()
     bar.close()
-    writer.close()
     log(f"done: {step} steps; checkpoints in {run_dir}")
+    distributed.close()
+
+
+def _silent(message):
+    """The run log of ranks other than 0: rank 0 speaks for the run."""
 
 
 if __name__ == "__main__":

@@ -1,0 +1,198 @@
+"""torchrun + DistributedDataParallel on CPU (gloo): data slicing, summed metrics, equivalence
+with one process, kill and resume, and a failing rank ending the job."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from splitbrain import checkpoint as ckpt
+from splitbrain.data import StepBatches, eval_loader
+from splitbrain.metrics import ColorMetrics
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "tools" / "train.py"
+# Split-brain without normalisation layers: per-rank BatchNorm statistics would differ from the
+# whole batch's (SyncBatchNorm has no CPU kernel), so this is the setting where two processes
+# must match one.
+TINY = ["--task", "splitbrain", "model.norm=none", "data.crop=64", "data.val_crop=64",
+        "data.train_length=16", "data.val_length=8", "optim.batch_size=4", "run.log_every=1",
+        "run.image_every=100", "run.val_every=3", "run.ckpt_every=2", "run.device=cpu"]
+
+
+def env():
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def torchrun(args, nproc=2, script=TRAIN, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           f"--nproc_per_node={nproc}", str(script), *map(str, args)]
+    proc = subprocess.Popen(cmd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_all(proc)  # no worker left behind to slow the rest of the suite
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def single(args, timeout=300):
+    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], env=env(),
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+
+
+def descendants(pid):
+    """Every process below ``pid`` (torchrun starts its workers in sessions of their own)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def kill_all(proc):
+    """SIGKILL a launcher and all its workers at once, as a crashed node would lose them."""
+    for pid in [proc.pid, *descendants(proc.pid)]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+
+
+def weights(path):
+    return ckpt.load(path)["state_dict"]
+
+
+def max_diff(a, b):
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+# --- pieces -----------------------------------------------------------------------------------
+
+def test_rank_slices_make_up_the_global_batch_with_the_same_seeds():
+    whole = iter(StepBatches(20, 8, seed=3, start_step=2))
+    parts = [iter(StepBatches(20, 8, seed=3, start_step=2, rank=r, world_size=4))
+             for r in range(4)]
+    for _ in range(5):  # crosses an epoch boundary
+        assert next(whole) == [item for p in parts for item in next(p)]
+    with pytest.raises(ValueError, match="does not split evenly over 3 processes"):
+        StepBatches(20, 8, world_size=3)
+
+
+def test_validation_shards_cover_the_same_items_once():
+    data = list(range(23))
+    one = [i for b in eval_loader(data, 4, max_batches=5) for i, _ in zip(b, b)]
+    shards = [i for r in range(3)
+              for b in eval_loader(data, 4, max_batches=5, rank=r, world_size=3)
+              for i, _ in zip(b, b)]
+    assert sorted(x.item() if torch.is_tensor(x) else x for x in shards) == \
+        sorted(x.item() if torch.is_tensor(x) else x for x in one) == list(range(20))
+
+
+def test_colour_metrics_summed_over_ranks_equal_one_pass_over_all_images():
+    g = torch.Generator().manual_seed(0)
+    pred, true = torch.randn(6, 2, 8, 8, generator=g) * 30, torch.randn(6, 2, 8, 8, generator=g) * 30
+    L, w = torch.rand(6, 1, 8, 8, generator=g) * 100, torch.rand(6, 8, 8, generator=g)
+    whole = ColorMetrics()
+    whole.update(pred, true, L, w)
+    halves = [ColorMetrics(), ColorMetrics()]
+    for m, sl in zip(halves, (slice(0, 2), slice(2, 6))):
+        m.update(pred[sl], true[sl], L[sl], w[sl])
+    # A two-rank all-reduce, done by hand: rank 0's vector plus rank 1's.
+    vectors = []
+    halves[1].reduce(lambda t: vectors.append(t.clone()) or t)
+    summed = halves[0].reduce(lambda t: t + vectors[0])
+    got, ref = summed.compute(), whole.compute()
+    assert got.keys() == ref.keys()
+    for k in ref:
+        assert got[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-9), k
+
+
+# --- torchrun ---------------------------------------------------------------------------------
+
+def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path):
+    two = torchrun([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'two'}"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = single([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    # The same updates up to float rounding (sums in another order, then three Adam steps).
+    assert max_diff(weights(tmp_path / "two" / "latest.pt"),
+                    weights(tmp_path / "one" / "latest.pt")) < 1e-5
+    # Validation on two shards, summed, equals validation in one process.
+    m2 = ckpt.load(tmp_path / "two" / "best.pt")["metrics"]
+    m1 = ckpt.load(tmp_path / "one" / "best.pt")["metrics"]
+    for key in ("val/loss", "val/loss_l2ab", "val/model/auc", "val/grey/auc", "val/model/psnr"):
+        assert m2[key] == pytest.approx(m1[key], abs=1e-4), key
+    config = ckpt.load(tmp_path / "two" / "latest.pt")["config"]
+    assert config["run"]["world_size"] == 2 and config["optim"]["batch_size"] == 4
+    # Rank 0 alone writes: one log, one events file.
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
+    assert "x 2 process(es)" in (tmp_path / "two" / "train.log").read_text()
+
+
+def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(TRAIN), *TINY, "optim.iterations=100000", "run.val_every=1000", f"run.out={out}"],
+        env=env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        while not (out / "latest.pt").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (out / "latest.pt").exists(), "no checkpoint was written"
+    finally:
+        kill_all(proc)  # torchrun and both workers, mid-run
+    step = ckpt.load(out / "latest.pt")["step"]
+    target = step + 3
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "latest.pt").write_bytes((out / "latest.pt").read_bytes())
+    resumed = torchrun(["--task", "splitbrain", "--resume", f"run.out={out}",
+                        f"optim.iterations={target}"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    straight = torchrun([*TINY, f"optim.iterations={target}", "run.val_every=1000",
+                         f"run.out={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    a, b = weights(out / "latest.pt"), weights(tmp_path / "straight" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), (step, max_diff(a, b))
+    # The same checkpoint resumed by one process sees the same global batches.
+    one = single(["--task", "splitbrain", "--resume", f"run.out={tmp_path / 'one'}",
+                  f"optim.iterations={target}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert max_diff(weights(tmp_path / "one" / "latest.pt"), b) < 1e-5
+
+
+def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path):
+    wrapper = tmp_path / "failing_rank.py"
+    wrapper.write_text(
+        "import importlib.util, os, sys\n"
+        f"spec = importlib.util.spec_from_file_location('train', {str(TRAIN)!r})\n"
+        "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)\n"
+        "real = train.engine.train_step\n"
+        "def failing(*args, **kwargs):\n"
+        "    if os.environ['RANK'] == '1':\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    return real(*args, **kwargs)\n"
+        "train.engine.train_step = failing\n"
+        "train.main(sys.argv[1:])\n")
+    start = time.time()
+    run = torchrun([*TINY, "optim.iterations=50", f"run.out={tmp_path / 'run'}"],
+                   script=wrapper, timeout=200)
+    assert run.returncode != 0
+    assert "injected failure on rank 1" in run.stderr
+    assert time.time() - start < 120  # ended, not hung until a collective's timeout
