@@ -76,7 +76,7 @@ _TO_TENSOR = T.Compose([T.ToImage(), *_to_tensor()])
 # --- the photos bundled with scikit-image and scikit-learn ----------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _sample_photo(name):
+def sample_photo(name):
     """(H, W, 3) uint8 array of one bundled photo."""
     if name in ("china", "flower"):
         from sklearn.datasets import load_sample_images
@@ -117,7 +117,7 @@ class SamplePhotos(Dataset):
         self.photos = []  # (3, H, W) uint8, whole photos, scaled so that both regions fit a crop
         self.bounds = []  # (x0, x1): the columns of this split's region in each photo
         for name in SAMPLE_PHOTOS:
-            photo = _fit_regions(_sample_photo(name), size)
+            photo = _fit_regions(sample_photo(name), size)
             cut = int(photo.shape[2] * TRAIN_FRACTION)
             self.photos.append(photo)
             self.bounds.append((0, cut) if split == "train" else (cut, photo.shape[2]))

@@ -136,3 +136,18 @@ def unwrap(model):
 def world_size():
     """Processes in the run (1 without torchrun)."""
     return dist.get_world_size() if _active() else 1
+
+
+def rank():
+    return dist.get_rank() if _active() else 0
+
+
+def average_(tensors):
+    """Replace each tensor by its mean over ranks, in place (gradients, BatchNorm statistics)."""
+    if not _active():
+        return
+    world = dist.get_world_size()
+    for t in tensors:
+        if t is not None:
+            dist.all_reduce(t, op=dist.ReduceOp.SUM)
+            t.div_(world)

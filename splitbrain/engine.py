@@ -5,6 +5,7 @@ step)); checkpoints from :mod:`splitbrain.checkpoint`; device and precision from
 :mod:`splitbrain.runtime`. This module only runs steps, validates and decides when to log.
 """
 
+import contextlib
 import time
 
 import torch
@@ -114,7 +115,7 @@ class Throughput:
 def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step, iterations,
           device, precision="fp32", channels_last=False, val_loader=None, image_batch=None,
           log_every=20, image_every=0, val_every=0, ckpt_every=0, writer=None, log=print,
-          save=None, best_loss=float("inf"), progress=None):
+          save=None, best_loss=float("inf"), progress=None, sync_debug=False):
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
@@ -129,6 +130,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         save: ``save(name, step, metrics)`` with name "latest" or "best", or None.
         best_loss: the best validation loss so far (a resumed run's).
         progress: a tqdm bar updated every step, or None.
+        sync_debug: on CUDA, make any host-device synchronisation inside a step an error
+            (``torch.cuda.set_sync_debug_mode``); the checks between steps are allowed.
 
     Returns:
         (step reached, best validation loss).
@@ -153,10 +156,12 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         rgb = rgb.to(device, non_blocking=True)
         if channels_last:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
-        logs, finite = train_step(model, objective, optimizer, scaler, rgb, device, precision)
-        scheduler.step()
-        step += 1
-        watch.add(step, logs["loss"], finite)
+        with _sync_debug(sync_debug and device.type == "cuda"):
+            logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
+                                      precision)
+            scheduler.step()
+            step += 1
+            watch.add(step, logs["loss"], finite)
         meter.add(rgb.shape[0] * world)
         if progress is not None:
             progress.update(1)
@@ -191,6 +196,18 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
                 save("latest", step, {"best_val_loss": best_loss})
     watch.check()
     return step, best_loss
+
+
+@contextlib.contextmanager
+def _sync_debug(enabled):
+    if not enabled:
+        yield
+        return
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def _write_scalars(writer, scalars, step):

@@ -22,3 +22,25 @@ def test_benchmark_prints_both_pipelines_and_the_ratios(capsys):
     for printed, expected in zip(map(float, ratios),
                                  [ref[0] / warm[0], ref[1] / warm[1], ref[1] / cold[1]]):
         assert abs(printed - expected) <= 0.05 * expected + 0.1
+
+
+def test_step_benchmark_reports_every_configuration_and_the_loader(capsys, tmp_path):
+    out = tmp_path / "step.md"
+    run_tool("benchmark", ["--step", "--nets", "eccv16_small,splitbrain_alexnet_small",
+                           "--batch", "2", "--size", "64", "--steps", "1", "--warmup", "0",
+                           "--workers", "0", "--out", out])
+    text = capsys.readouterr().out
+    rows = [line for line in text.splitlines() if line.startswith("| eccv16_small")
+            or line.startswith("| splitbrain_alexnet_small")]
+    # 2 nets x 2 precisions x 2 memory formats, each with positive figures.
+    assert len(rows) == 8
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        step_ms, images_s, outside, tflops = (float(cells[4]), float(cells[5]),
+                                              float(cells[6].rstrip("%")), float(cells[7]))
+        assert step_ms > 0 and tflops > 0 and 0 < outside < 100
+        assert abs(images_s - 2 / (step_ms / 1e3)) <= 0.02 * images_s + 0.1
+    assert "bf16: " in text and "the fp32 step's speed" in text
+    loader = next(line for line in text.splitlines() if line.startswith("| 0 |"))
+    assert float(loader.split("|")[2]) > 0
+    assert out.read_text().strip() in text

@@ -320,3 +320,18 @@ def test_annealing_sharpens_towards_saturated_colours():
     logits[0, red], logits[0, green] = math.log(0.6), math.log(0.4)
     sat = [color.annealed_mean(logits, centres, t).norm() for t in (1.0, 0.38)]
     assert sat[1] > sat[0]
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_synchronisation_free_k_nn_path_equals_the_cpu_path(k):
+    # Accelerators search every pixel instead of finding the few outside the lookup table
+    # with nonzero() (a host-device synchronisation); both must give the same bins.
+    from splitbrain.color.quantize import _nearest
+
+    ab = torch.rand(1, 2, 120, 120, generator=torch.Generator().manual_seed(k)) * 256 - 128
+    bins_cpu, d2_cpu = _nearest(ab, k, sync_free=False)
+    bins_free, d2_free = _nearest(ab, k, sync_free=True)
+    torch.testing.assert_close(d2_free.sort(1).values, d2_cpu.sort(1).values)
+    assert torch.equal(bins_free[:, 0], bins_cpu[:, 0])
+    ref_d, _ = brute_force_knn(ab, k)
+    torch.testing.assert_close(d2_free.double().sort(1).values.sqrt(), ref_d, atol=1e-4, rtol=0)

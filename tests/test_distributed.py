@@ -196,3 +196,22 @@ def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path):
     assert run.returncode != 0
     assert "injected failure on rank 1" in run.stderr
     assert time.time() - start < 120  # ended, not hung until a collective's timeout
+
+
+def test_probe_runs_under_torchrun_with_one_set_of_results(tmp_path):
+    args = ["--init", "random", "--arch", "alexnet_colorization_small", "--layer", "conv2,conv5",
+            "data.crop=64", "data.train_length=32", "data.val_length=14", "optim.batch_size=16",
+            "optim.iterations=4", "optim.lr_steps=[2]", "run.log_every=1", "run.device=cpu"]
+    two = torchrun([*args, "--out", tmp_path / "two"], script=ROOT / "tools" / "probe.py")
+    assert two.returncode == 0, two.stderr[-3000:]
+    import json
+    results = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert results["world_size"] == 2 and list(results["layers"]) == ["conv2", "conv5"]
+    for r in results["layers"].values():
+        # Accuracies are counts over all 14 validation crops, summed over the two shards.
+        assert 0 <= r["top1"] <= r["top5"] <= 100
+        assert abs(r["top1"] * 14 / 100 - round(r["top1"] * 14 / 100)) < 1e-6
+    assert two.stdout.count("done: results.csv") == 1  # rank 0 alone reports
+    refused = torchrun([*args, "probe.solver=sklearn", "--out", tmp_path / "sk"],
+                       script=ROOT / "tools" / "probe.py")
+    assert refused.returncode != 0 and "without torchrun" in refused.stderr

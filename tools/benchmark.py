@@ -11,10 +11,21 @@ call after the reference (cold caches). Prints best and median times and their r
 Figures only: nothing is asserted.
 
     python tools/benchmark.py [--batch 32] [--size 176] [--stride 4] [--repeats 10]
+
+With --step it measures whole training steps instead (splitbrain.throughput): the ECCV16 net
+and the split-brain AlexNet at their paper crop sizes, fp32 and bf16 autocast, with and
+without channels_last (optionally torch.compile): step time, images/s, the share of the step
+spent outside the network (colour conversion, targets, loss), achieved TFLOP/s (and the share
+of the device's bf16 peak on a known GPU), peak memory on CUDA, and the data loader alone
+(JPEG decode + crop) with N workers beside the step's images/s.
+
+    python tools/benchmark.py --step [--nets eccv16,splitbrain_alexnet] [--batch 32] \
+        [--precisions fp32,bf16] [--compile] [--workers 0,2] [--out table.md]
 """
 
 import argparse
-import sys
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -23,7 +34,8 @@ import skimage.color
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from splitbrain import color
+from splitbrain import color, throughput
+from splitbrain.runtime import resolve_device
 
 
 def ours(rgb, stride, class_weights, k, sigma):
@@ -93,7 +105,18 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10,
                         help="rounds; each times ours 5 times and the reference once")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--step", action="store_true", help="time whole training steps")
+    parser.add_argument("--nets", default="eccv16,splitbrain_alexnet", help="--step: networks")
+    parser.add_argument("--precisions", default="fp32,bf16", help="--step: autocast modes")
+    parser.add_argument("--channels-last", default="no,yes", help="--step: no, yes or both")
+    parser.add_argument("--compile", action="store_true", help="--step: also torch.compile")
+    parser.add_argument("--steps", type=int, default=3, help="--step: timed steps (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="--step: untimed steps first")
+    parser.add_argument("--workers", default="0,2", help="--step: loader worker counts")
+    parser.add_argument("--out", help="--step: also write the markdown here")
     args = parser.parse_args(argv)
+    if args.step:
+        return step_benchmark(args)
 
     device = torch.device(args.device)
     g = torch.Generator().manual_seed(0)
@@ -128,6 +151,51 @@ def main(argv=None):
     print(f"speed-up: {best['reference'] / best['warm']:.1f}x (best / best), "
           f"{median['reference'] / median['warm']:.1f}x (median / median), "
           f"{median['reference'] / median['cold']:.1f}x (median / median, first calls)")
+
+
+def step_benchmark(args):
+    """Whole training steps and the loader; a markdown report on stdout (and --out)."""
+    device = resolve_device(args.device)
+    nets = args.nets.split(",")
+    size_given = args.size != 176  # the colour benchmark's default: use paper sizes instead
+    results = []
+    for net in nets:
+        size = args.size if size_given else throughput.PAPER_SIZES.get(net, args.size)
+        for precision in args.precisions.split(","):
+            for cl in args.channels_last.split(","):
+                for compiled in ([False, True] if args.compile else [False]):
+                    results.append(throughput.bench_step(
+                        net, args.batch, size, device, precision, cl == "yes", compiled,
+                        args.steps, args.warmup))
+                    print(f"  {net} {precision} channels_last={cl} compile={compiled}: "
+                          f"{results[-1].step_ms:.1f} ms", flush=True)
+    peak = throughput.device_peak_tflops(device)
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()} CPU")
+    lines = [f"{time.strftime('%Y-%m-%d')}, {name}, {os.cpu_count()} cores, "
+             f"{torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch}",
+             "", throughput.step_table(results, peak), ""]
+    fp32 = {r.net: r for r in results if r.precision == "fp32" and not r.channels_last
+            and not r.compiled}
+    for r in results:
+        if r.net in fp32 and r is not fp32[r.net]:
+            lines.append(f"- {r.net} {r.precision}{' channels_last' if r.channels_last else ''}"
+                         f"{' compiled' if r.compiled else ''}: "
+                         f"{fp32[r.net].step_ms / r.step_ms:.2f}x the fp32 step's speed")
+    crop = throughput.PAPER_SIZES.get(nets[0], args.size) if not size_given else args.size
+    best_step = max(r.images_per_s for r in results)
+    lines += ["", f"| loader workers ({crop} px crops of 256 px JPEGs) | images/s | per core | "
+              f"vs the fastest step ({best_step:.0f} images/s) |", "|---|---|---|---|"]
+    for w in map(int, args.workers.split(",")):
+        rate = throughput.bench_loader(crop, args.batch, w)
+        verdict = "keeps up" if rate >= best_step else "bounds the run"
+        lines.append(f"| {w} | {rate:.0f} | {rate / max(w, 1):.0f} | {rate / best_step:.2f}x: "
+                     f"{verdict} |")
+    report = "\n".join(lines)
+    print(report)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(report + "\n")
 
 
 if __name__ == "__main__":

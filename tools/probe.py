@@ -21,6 +21,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from splitbrain import config as config_lib
+from splitbrain import distributed
 from splitbrain.probe import ProbeError
 from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import open_encoder
@@ -28,7 +29,6 @@ from splitbrain.probe.report import format_table, save_results
 from splitbrain.probe.solver_sgd import SGDRecipe, probe_sgd
 from splitbrain.probe.solver_sklearn import probe_sklearn
 from splitbrain.runlog import RunLog, fatal
-from splitbrain.runtime import resolve_device
 
 SOLVERS = ("sgd", "sklearn")  # probe.solver: splitbrain.probe.solver_sgd | solver_sklearn
 SHORTHANDS = {"ckpt": "encoder.ckpt", "init": "encoder.init", "arch": "encoder.arch",
@@ -88,7 +88,11 @@ def main(argv=None):
     try:
         encoder, spec, state = open_encoder(e["ckpt"], e["init"], e["arch"], p["layers"],
                                             p["resize"], r["precision"], r["seed"])
-        device = resolve_device(r["device"])
+        ctx = distributed.init(r["device"])
+        if ctx.distributed and p["solver"] != "sgd":
+            raise ProbeError("probe.solver=sklearn runs in one process (its features are "
+                             "cached in memory); launch it without torchrun")
+        device = ctx.device
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
@@ -98,11 +102,15 @@ def main(argv=None):
         fatal(err)
     if (run_dir / "results.json").exists():
         fatal(f"{run_dir} already holds probe results; choose another --out")
+    distributed.barrier()  # every rank has looked before rank 0 writes
 
-    # --- run directory -------------------------------------------------------------------------
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_lib.save(cfg, run_dir / "config.yaml")
-    log = RunLog(run_dir / "probe.log")
+    # --- run directory (rank 0 writes for the run) -------------------------------------------
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(cfg, run_dir / "config.yaml")
+        log = RunLog(run_dir / "probe.log")
+    else:
+        log = _silent
     encoder.to(device)
     torch.manual_seed(r["seed"])
     log(f"probing {spec['name']} ({e['init']} weights, {e['ckpt'] or 'no checkpoint'}) on "
@@ -112,19 +120,26 @@ def main(argv=None):
         f"{len(val_set)} validation images")
 
     # --- probe -----------------------------------------------------------------------------------
-    writer = SummaryWriter(str(run_dir))
+    writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
     results = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
-    writer.close()
 
     # --- report ----------------------------------------------------------------------------------
-    table = format_table(results)
-    print(table, flush=True)
-    log("results:\n" + table)
-    save_results(results, run_dir, {
-        "model": spec, "ckpt": e["ckpt"], "init": e["init"],
-        "task": state.get("task") if state else None, "data": d["source"],
-        "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"]})
-    log(f"done: results.csv and results.json in {run_dir}")
+    if ctx.is_main:
+        writer.close()
+        table = format_table(results)
+        print(table, flush=True)
+        log("results:\n" + table)
+        save_results(results, run_dir, {
+            "model": spec, "ckpt": e["ckpt"], "init": e["init"],
+            "task": state.get("task") if state else None, "data": d["source"],
+            "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"],
+            "world_size": ctx.world_size})
+        log(f"done: results.csv and results.json in {run_dir}")
+    distributed.close()
+
+
+def _silent(message):
+    """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
 if __name__ == "__main__":

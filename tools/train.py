@@ -144,7 +144,8 @@ def main(argv=None):
                                    ctx.rank, ctx.world_size),
             image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
             val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
-            save=save if ctx.is_main else None, best_loss=best_loss, progress=bar)
+            save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
+            sync_debug=r["sync_debug"])
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "

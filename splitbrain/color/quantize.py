@@ -254,11 +254,13 @@ def _settle(bins, d2, k):
     return bins, d2
 
 
-def _nearest(ab, k):
+def _nearest(ab, k, sync_free=None):
     """Exact k nearest bins of every pixel, in a flat layout.
 
     Args:
         ab: (B, 2, H, W).
+        sync_free: avoid data-dependent shapes (no host-device synchronisation); default on
+            any device but the CPU.
 
     Returns:
         bins: (B*H*W, k) long, the nearest first (the order of the rest is unspecified);
@@ -275,6 +277,12 @@ def _nearest(ab, k):
     valid = row.clamp(min=0)
     rb, ra, rbb = (t.index_select(0, valid) for t in (row_bins, row_a, row_b))  # (N, K) each
     bins, d2 = _settle(rb, _distances(x, ra, rbb), k)
+    if sync_free if sync_free is not None else x.device.type != "cpu":
+        # Finding the ~1% of pixels outside the table would cost a host-device
+        # synchronisation (nonzero); on an accelerator searching every pixel is cheaper.
+        s_bins, s_d2 = _search(x, k)
+        outside = (row < 0)[:, None]  # (N, 1)
+        return torch.where(outside, s_bins, bins), torch.where(outside, s_d2, d2)
     search = (row < 0).nonzero().squeeze(1)
     if search.numel():
         s_bins, s_d2 = _search(x.index_select(0, search), k)

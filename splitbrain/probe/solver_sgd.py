@@ -12,6 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .. import distributed
 from ..data import eval_loader, train_loader
 from . import ProbeError, ProtocolError
 from .encoder import PROBE_LAYERS, check_frozen, check_no_encoder_grad, check_unchanged, snapshot
@@ -113,8 +114,9 @@ def evaluate_probes(encoder, heads, dataset, batch_size=256, workers=0):
     device = encoder.device
     correct = {name: {1: 0, 5: 0} for name in heads}
     count = 0
-    for rgb, labels in tqdm(eval_loader(dataset, batch_size, workers), desc="probe eval",
-                            leave=False, disable=None):
+    shard = eval_loader(dataset, batch_size, workers, rank=distributed.rank(),
+                        world_size=distributed.world_size())
+    for rgb, labels in tqdm(shard, desc="probe eval", leave=False, disable=None):
         labels = labels.to(device)
         features = encoder(rgb.to(device))
         for name, head in heads.items():
@@ -122,6 +124,11 @@ def evaluate_probes(encoder, heads, dataset, batch_size=256, workers=0):
                 correct[name][k] += n
         count += labels.shape[0]
     heads.train(was_training)
+    # Under torchrun every rank saw a shard: add the counts up.
+    totals = distributed.sum_floats({"count": count, **{f"{name}/{k}": n for name, c in
+                                                       correct.items() for k, n in c.items()}})
+    count = totals["count"]
+    correct = {name: {k: totals[f"{name}/{k}"] for k in (1, 5)} for name in correct}
     return {name: {"top1": 100.0 * c[1] / max(count, 1), "top5": 100.0 * c[5] / max(count, 1)}
             for name, c in correct.items()}
 
@@ -144,6 +151,9 @@ def probe_step(encoder, heads, optimizers, rgb, labels):
         loss = F.cross_entropy(head(features[name]), labels)
         optimizers[name].zero_grad(set_to_none=True)
         loss.backward()
+        # Under torchrun each rank saw its slice of the batch: the mean of their gradients
+        # is the whole batch's, so every rank's head takes the same step.
+        distributed.average_([p.grad for p in head.parameters()])
         optimizers[name].step()
         losses[name] = loss.item()
     check_no_encoder_grad(encoder)
@@ -193,12 +203,13 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
     check_only_heads_train(encoder, heads, optimizers)
 
     device = encoder.device
-    loader = train_loader(train_set, recipe.batch_size, seed, 0, workers, device)
+    loader = train_loader(train_set, recipe.batch_size, seed, 0, workers, device,
+                          distributed.rank(), distributed.world_size())
     window = {name: [] for name in heads}
     last = {}
     heads.train()
     bar = tqdm(total=recipe.iterations, desc=f"probe {','.join(heads)}", unit="step",
-               disable=None, dynamic_ncols=True)
+               disable=None if distributed.rank() == 0 else True, dynamic_ncols=True)
     for step, (rgb, labels) in zip(range(1, recipe.iterations + 1), loader):
         losses = probe_step(encoder, heads, optimizers, rgb.to(device, non_blocking=True),
                             labels.to(device))
@@ -223,6 +234,8 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
             _log_accuracy(evaluate_probes(encoder, heads, val_set, recipe.batch_size, workers),
                           step, writer, log)
     bar.close()
+    # Each rank's heads normalised their own slices: their running statistics are averaged.
+    distributed.average_([b for b in heads.buffers() if b.is_floating_point()])
     encoder.check_eval()
     check_unchanged(encoder.model, before)
     if not last:
