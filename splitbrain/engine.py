@@ -115,7 +115,7 @@ class Throughput:
 def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step, iterations,
           device, precision="fp32", channels_last=False, val_loader=None, image_batch=None,
           log_every=20, image_every=0, val_every=0, ckpt_every=0, writer=None, log=print,
-          save=None, best_loss=float("inf"), progress=None, sync_debug=False):
+          save=None, best_loss=float("inf"), progress=None, sync_debug=False, stop=None):
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
@@ -132,6 +132,9 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         progress: a tqdm bar updated every step, or None.
         sync_debug: on CUDA, make any host-device synchronisation inside a step an error
             (``torch.cuda.set_sync_debug_mode``); the checks between steps are allowed.
+        stop: a ``runtime.StopSignals``; once it has received a signal the loop returns after
+            the current step (in a distributed run, at the next logging step, when every rank
+            agrees), and the caller saves.
 
     Returns:
         (step reached, best validation loss).
@@ -194,8 +197,19 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             watch.check()  # on every rank, so all stop together
             if save is not None:
                 save("latest", step, {"best_val_loss": best_loss})
+        if stop is not None and _stop_requested(stop, world, due(log_every)):
+            break
     watch.check()
     return step, best_loss
+
+
+def _stop_requested(stop, world, at_log_step):
+    """Whether to leave the loop now; ranks agree at logging steps (one small all-reduce)."""
+    if world == 1:
+        return stop.received is not None
+    if not at_log_step:
+        return False
+    return distributed.sum_floats({"stop": float(stop.received is not None)})["stop"] > 0
 
 
 @contextlib.contextmanager

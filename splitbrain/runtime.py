@@ -1,6 +1,9 @@
-"""Where and in what precision a run computes: device choice and autocast."""
+"""Where and how a run computes: device choice, autocast, and stopping on signals."""
 
 import contextlib
+import os
+import signal
+import sys
 
 import torch
 
@@ -30,3 +33,46 @@ def autocast(device, precision):
     if PRECISIONS[precision] is None:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=PRECISIONS[precision])
+
+
+class StopSignals:
+    """SIGINT and SIGTERM ask a long loop to stop after its current step; a second one exits.
+
+    Clusters send SIGTERM before preemption and people press Ctrl-C: either way the loop
+    finishes the step it is in, the caller saves a checkpoint and says how to resume. A second
+    signal means "now": the process exits at once with the conventional 128 + signal code
+    (the last checkpoint written stays intact: writes are atomic).
+
+    Attributes:
+        received: the first signal's number, or None.
+    """
+
+    CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+    def __init__(self):
+        self.received = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.CODES:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, sig, frame):
+        if self.received is not None:
+            os._exit(self.CODES[sig])
+        self.received = sig
+        print(f"\n{signal.Signals(sig).name}: stopping after this step (send it again to exit "
+              f"at once)", file=sys.stderr, flush=True)
+
+    @property
+    def name(self):
+        return signal.Signals(self.received).name if self.received else None
+
+    @property
+    def exit_code(self):
+        return self.CODES.get(self.received, 0)

@@ -11,6 +11,7 @@ config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.p
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
 from splitbrain.data import build_dataset, eval_loader, train_loader
 from splitbrain.runlog import RunLog, fatal
+from splitbrain.runtime import StopSignals
 
 
 def parse_args(argv):
@@ -135,17 +137,19 @@ def main(argv=None):
     bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step",
                disable=None if ctx.is_main else True, dynamic_ncols=True)
     image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
+    stop = StopSignals()
     try:
-        step, best_loss = engine.train(
-            train_model, setup.objective, optimizer, scheduler, scaler, loader,
-            start_step=step, iterations=o["iterations"], device=device,
-            precision=r["precision"], channels_last=r["channels_last"],
-            val_loader=eval_loader(val_set, o["batch_size"], d["workers"], r["val_batches"],
-                                   ctx.rank, ctx.world_size),
-            image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
-            val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
-            save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
-            sync_debug=r["sync_debug"])
+        with stop:
+            step, best_loss = engine.train(
+                train_model, setup.objective, optimizer, scheduler, scaler, loader,
+                start_step=step, iterations=o["iterations"], device=device,
+                precision=r["precision"], channels_last=r["channels_last"],
+                val_loader=eval_loader(val_set, o["batch_size"], d["workers"], r["val_batches"],
+                                       ctx.rank, ctx.world_size),
+                image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
+                val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
+                save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
+                sync_debug=r["sync_debug"], stop=stop)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
@@ -154,6 +158,12 @@ def main(argv=None):
         save("latest", step, {"best_val_loss": best_loss})
         writer.close()
     bar.close()
+    if stop.received:
+        log(f"{stop.name}: stopped at step {step} of {o['iterations']}; saved {latest}. "
+            f"Resume with: python tools/train.py --task {args.task} --resume "
+            f"run.out={run_dir}")
+        distributed.close()
+        sys.exit(stop.exit_code)
     log(f"done: {step} steps; checkpoints in {run_dir}")
     distributed.close()
 
@@ -163,4 +173,8 @@ def _silent(message):
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before the loop, where nothing is worth saving yet
+        print("\ninterrupted before training started; nothing was saved", file=sys.stderr)
+        sys.exit(130)

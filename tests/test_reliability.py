@@ -1,0 +1,75 @@
+"""Staying power: signals stop a run with a checkpoint that resumes exactly."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from splitbrain import checkpoint as ckpt
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAIN = ROOT / "tools" / "train.py"
+TINY = ["--task", "colorize", "data.crop=32", "data.val_crop=32", "data.train_length=16",
+        "data.val_length=4", "optim.batch_size=4", "color.prior_images=8", "run.log_every=1",
+        "run.image_every=1000", "run.val_every=1000", "run.ckpt_every=1000", "run.device=cpu"]
+
+
+def env():
+    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+
+
+def run(args, timeout=300):
+    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], env=env(), cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def weights(path):
+    return ckpt.load(path)["state_dict"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_saves_says_how_to_resume_and_the_resumed_run_matches(tmp_path, sig, code):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *TINY, "optim.iterations=100000",
+                             f"run.out={out}"], env=env(), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "step 3/" in log.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert f"--resume run.out={out}" in stdout
+    step = ckpt.load(out / "latest.pt")["step"]
+    assert 3 <= step < 100000
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files
+    target = step + 2
+    assert run(["--task", "colorize", "--resume", f"run.out={out}",
+                f"optim.iterations={target}"]).returncode == 0
+    straight = run([*TINY, f"optim.iterations={target}", f"run.out={tmp_path / 'straight'}"])
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a, b = weights(out / "latest.pt"), weights(tmp_path / "straight" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_second_signal_exits_at_once(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(TRAIN), *TINY, "optim.iterations=100000",
+                             "data.crop=96", f"run.out={out}"], env=env(), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "step 1/" in log.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in stderr
