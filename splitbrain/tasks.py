@@ -147,3 +147,86 @@ def objective_from_checkpoint(state, model):
     prior = state.get("color", {}).get("prior")
     return TASKS[state["task"]].objective(state["config"], model,
                                           None if prior is None else prior.double())
+
+
+# --- one validation pass before any work --------------------------------------------------------
+
+def check_config(task, cfg):
+    """Every value of a training config in its range, checked before anything is written.
+
+    Also builds the model once and runs a crop through it, so a crop too small for the
+    network's depth is an error now, not at step 1.
+
+    Raises:
+        ValueError: naming every problem found, each with its key.
+    """
+    from .models import MODELS
+    from .runtime import PRECISIONS
+
+    m, d, c, o, r = cfg["model"], cfg["data"], cfg["color"], cfg["optim"], cfg["run"]
+    problems = []
+
+    def need(ok, key, value, what):
+        if not ok:
+            problems.append(f"{key}={value!r}: {what}")
+
+    need(m["name"] in MODELS, "model.name", m["name"], f"one of {', '.join(MODELS)}")
+    need(r["precision"] in PRECISIONS, "run.precision", r["precision"],
+         f"one of {', '.join(PRECISIONS)}")
+    for key in ("batch_size", "iterations"):
+        need(o[key] >= 1, f"optim.{key}", o[key], "must be at least 1")
+    need(o["lr"] > 0, "optim.lr", o["lr"], "must be > 0")
+    need(o["weight_decay"] >= 0, "optim.weight_decay", o["weight_decay"], "must be >= 0")
+    need(len(o["betas"]) == 2 and all(isinstance(b, (int, float)) and 0 <= b < 1
+                                      for b in o["betas"]),
+         "optim.betas", o["betas"], "two numbers in [0, 1), e.g. [0.9, 0.99]")
+    need(o["lr_gamma"] > 0, "optim.lr_gamma", o["lr_gamma"], "must be > 0")
+    need(all(isinstance(s, int) and s > 0 for s in o["lr_steps"]), "optim.lr_steps",
+         o["lr_steps"], "positive step numbers")
+    need(1 <= c["k"] <= color.NUM_AB_BINS, "color.k", c["k"], f"in 1..{color.NUM_AB_BINS}")
+    need(c["sigma"] > 0, "color.sigma", c["sigma"], "must be > 0")
+    need(0 < c["lambda"] <= 1, "color.lambda", c["lambda"], "in (0, 1]")
+    need(c["temperature"] >= 0, "color.temperature", c["temperature"],
+         "must be >= 0 (0 decodes the mode)")
+    need(c["prior_sigma"] > 0, "color.prior_sigma", c["prior_sigma"], "must be > 0")
+    need(c["prior_images"] >= 0, "color.prior_images", c["prior_images"], "must be >= 0")
+    if c["prior"]:
+        from pathlib import Path
+        need(Path(c["prior"]).is_file(), "color.prior", c["prior"],
+             "file not found; make one with tools/compute_prior.py or set color.prior=null")
+    for key in ("crop", "val_crop", "train_length", "val_length"):
+        need(d[key] >= 1, f"data.{key}", d[key], "must be at least 1")
+    need(d["workers"] >= 0, "data.workers", d["workers"], "must be >= 0")
+    for key in ("log_every", "image_every", "val_every", "ckpt_every"):
+        need(r[key] >= 1, f"run.{key}", r[key], "must be at least 1 (steps)")
+    need(r["val_batches"] >= 0, "run.val_batches", r["val_batches"], "must be >= 0 (0: all)")
+    if task == "colorize":
+        need(m["head"] in color.HEADS, "model.head", m["head"], f"one of {', '.join(color.HEADS)}")
+    else:
+        need(all(h in color.HEADS for h in m["heads"]) and len(m["heads"]) == 2, "model.heads",
+             m["heads"], "two of cl | reg, e.g. [cl, cl]")
+    if problems:
+        raise ValueError("bad config values:\n  " + "\n  ".join(problems))
+    _check_crops(task, cfg)
+
+
+def _check_crops(task, cfg):
+    """Run the training and validation crops through the model on the CPU."""
+    spec = TASKS[task].model_spec(cfg)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(spec["name"], **spec["kwargs"]).eval()
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"cannot build model {spec['name']!r}: {err}") from None
+    channels = 1 if task == "colorize" else 3
+    for key in ("crop", "val_crop"):
+        size = cfg["data"][key]
+        try:
+            with torch.no_grad():
+                out = model(torch.zeros(1, channels, size, size))
+        except RuntimeError:
+            out = None
+        outputs = out if isinstance(out, list) else [out]
+        if out is None or any(o.shape[-1] < 1 or o.shape[-2] < 1 for o in outputs):
+            raise ValueError(f"data.{key}={size} is too small for {spec['name']}: the network "
+                             f"cannot produce an output from it; use a larger crop (e.g. 64)")

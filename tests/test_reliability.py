@@ -73,3 +73,59 @@ def test_a_second_signal_exits_at_once(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert "Traceback" not in stderr
+
+
+# --- bad settings: one clear message before anything is written -------------------------------
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.batch_size=-3", "optim.batch_size=-3: must be at least 1"),
+    ("optim.batch_size=0", "optim.batch_size=0: must be at least 1"),
+    ("optim.iterations=0", "optim.iterations=0: must be at least 1"),
+    ("optim.iterations=-5", "optim.iterations=-5"),
+    ("color.lambda=0", "color.lambda=0.0: in (0, 1]"),
+    ("color.lambda=1.5", "color.lambda=1.5"),
+    ("color.k=0", "color.k=0: in 1..313"),
+    ("color.k=400", "color.k=400"),
+    ("color.sigma=0", "color.sigma=0.0: must be > 0"),
+    ("color.temperature=-1", "color.temperature=-1.0"),
+    ("optim.lr=-0.1", "optim.lr=-0.1: must be > 0"),
+    ("run.log_every=0", "run.log_every=0"),
+    ("run.ckpt_every=0", "run.ckpt_every=0"),
+    ("run.precision=fp64", "run.precision='fp64'"),
+    ("model.name=resnet", "model.name='resnet'"),
+    ("model.head=classification", "model.head='classification'"),
+    ("data.workers=-1", "data.workers=-1"),
+    ("optim.betas=[0.9]", "optim.betas=[0.9]: two numbers"),
+    ("color.prior=/no/such/prior.npy", "color.prior='/no/such/prior.npy': file not found"),
+    ("data.val_crop=0", "data.val_crop=0"),
+])
+def test_bad_setting_is_refused_before_any_file_is_written(tmp_path, override, message):
+    out = tmp_path / "run"
+    result = run([*TINY, "optim.iterations=2", f"run.out={out}", override], timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+def test_split_brain_crop_too_small_for_alexnet_is_refused(tmp_path):
+    out = tmp_path / "run"
+    result = run(["--task", "splitbrain", "data.crop=32", f"run.out={out}"], timeout=120)
+    assert result.returncode == 2 and "data.crop=32 is too small" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("where", ["file", "readonly", "proc"])
+def test_unwritable_run_folder_is_refused(tmp_path, where):
+    if where == "file":
+        (tmp_path / "f").write_text("x")
+        out, expected = tmp_path / "f" / "run", "is a file, not a folder"
+    elif where == "readonly":
+        if os.geteuid() == 0:
+            pytest.skip("root can write into read-only folders")
+        (tmp_path / "ro").mkdir(mode=0o500)
+        out, expected = tmp_path / "ro" / "run", "is not writable"
+    else:
+        out, expected = Path("/proc/splitbrain_run"), "is not writable"
+    result = run([*TINY, "optim.iterations=2", f"run.out={out}"], timeout=120)
+    assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
+    assert not out.exists()

@@ -11,7 +11,9 @@ config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.p
 """
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -67,21 +69,15 @@ def main(argv=None):
     elif latest.exists():
         fatal(f"{run_dir} already holds a run (latest.pt); pass --resume to continue it, or "
               f"choose another directory with run.out=...")
-    distributed.barrier()  # every rank has looked before rank 0 writes anything
     d, o, r = cfg["data"], cfg["optim"], cfg["run"]
     r["world_size"] = ctx.world_size  # recorded; optim.batch_size is the global batch
     device = ctx.device
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(cfg, run_dir / "config.yaml")
-        log = RunLog(run_dir / "train.log")
-    else:
-        log = _silent
     torch.manual_seed(r["seed"])
-    log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
 
-    # --- data ------------------------------------------------------------------------------
+    # --- every check before any file is written ---------------------------------------------
     try:
+        tasks.check_config(args.task, cfg)
+        check_writable(run_dir)
         train_set = build_dataset(d["train"], "train", d["crop"], train=True,
                                   length=d["train_length"], root=d["root"],
                                   download=d["download"], seed=r["seed"])
@@ -90,8 +86,16 @@ def main(argv=None):
                                 download=d["download"], seed=r["seed"])
         loader = train_loader(train_set, o["batch_size"], r["seed"], 0, d["workers"], device,
                               ctx.rank, ctx.world_size)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, OSError) as err:
         fatal(err)
+    distributed.barrier()  # every rank has looked before rank 0 writes anything
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(cfg, run_dir / "config.yaml")
+        log = RunLog(run_dir / "train.log")
+    else:
+        log = _silent
+    log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
     log(f"data: {len(train_set)} training items, {len(val_set)} validation items")
 
     # --- model, objective ------------------------------------------------------------------
@@ -166,6 +170,21 @@ def main(argv=None):
         sys.exit(stop.exit_code)
     log(f"done: {step} steps; checkpoints in {run_dir}")
     distributed.close()
+
+
+def check_writable(run_dir):
+    """Raise OSError unless ``run_dir`` exists as a writable folder or can be created."""
+    probe = run_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OSError(f"run.out={run_dir}: {probe} is a file, not a folder; choose another "
+                      f"run.out")
+    try:  # a real write: permission bits do not tell for root, /proc or read-only mounts
+        os.rmdir(tempfile.mkdtemp(prefix=".splitbrain-write-test-", dir=probe))
+    except OSError as err:
+        raise OSError(f"run.out={run_dir}: {probe} is not writable ({err.strerror}); choose "
+                      f"another run.out") from None
 
 
 def _silent(message):
