@@ -100,7 +100,7 @@ def test_joining_mismatched_halves_is_refused(tmp_path, capsys):
                                     "-o", tmp_path / "j.pt"]) == 2
     assert "one l2ab and one ab2l" in capsys.readouterr().err
     assert train(tmp_path / "c", "model.half=ab2l", "model.name=splitbrain_alexnet",
-                 "data.crop=96", iterations=0) == 0
+                 "data.crop=96", iterations=1) == 0
     assert run_tool("join_halves", [tmp_path / "a" / "latest.pt", tmp_path / "c" / "latest.pt",
                                     "-o", tmp_path / "j.pt"]) == 2
     assert "different models" in capsys.readouterr().err
