@@ -17,7 +17,9 @@ Every file the project writes (checkpoints, priors, configs, colorized photos) g
 """
 
 import copy
+import hashlib
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -59,9 +61,63 @@ def atomic_write(path, write):
 
 
 def save(state, path):
-    """Write ``state`` (plain data) as a checkpoint at ``path``, atomically."""
-    atomic_write(path, lambda tmp: torch.save({"format": FORMAT, "version": VERSION, **state},
-                                              tmp))
+    """Write ``state`` (plain data) as a checkpoint at ``path``, atomically, with a checksum."""
+    state = {"format": FORMAT, "version": VERSION, **state}
+    state["checksum"] = checksum(state)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def checksum(state):
+    """SHA-256 over every value of a checkpoint (tensors by their bytes), the checksum excluded."""
+    digest = hashlib.sha256()
+
+    def add(obj):
+        if torch.is_tensor(obj):
+            t = obj.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(obj, dict):
+            digest.update(b"{")
+            for key in sorted(obj, key=str):
+                if key != "checksum":
+                    digest.update(repr(key).encode())
+                    add(obj[key])
+            digest.update(b"}")
+        elif isinstance(obj, (list, tuple)):
+            digest.update(b"[")
+            for item in obj:
+                add(item)
+            digest.update(b"]")
+        else:
+            digest.update(repr(obj).encode())
+
+    add(state)
+    return digest.hexdigest()
+
+
+def remove_stale_temp_files(folder):
+    """Delete temp files that writers killed mid-write left in ``folder``; returns their names.
+
+    A temp file names its writer's process id; files of processes still alive are kept.
+    """
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        match = re.fullmatch(r"\..+\.tmp(\d+)(\.\w+)?", tmp.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0
 
 
 def training_state(task, model, model_spec, config, step, optimizer, scheduler, extra=None,
@@ -96,15 +152,28 @@ def load(path, task=None, map_location="cpu"):
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is empty (0 bytes), "
+                              f"e.g. from a full disk or a copy that did not finish")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure to read means an unusable file
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from None
+        # torch's message may advise weights_only=False: never do that with a file from
+        # elsewhere (it runs code). Keep only the first line of the reason.
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "not a plain-data checkpoint (truncated, corrupt, or holding code)"
+        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): {reason}") from None
     if is_official_eccv16(state):
         state = from_official_eccv16(state)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a splitbrain checkpoint (no 'format: {FORMAT}' "
                               f"entry); pass a file written by tools/train.py")
+    if "checksum" in state and checksum(state) != state["checksum"]:
+        raise CheckpointError(f"{path} is corrupted: its contents do not match the checksum "
+                              f"written with it (damaged on disk or in a copy); use an earlier "
+                              f"checkpoint or a fresh copy")
     state = _upgrade(state)
     if task is not None and state.get("task") != task:
         raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, "

@@ -1,5 +1,7 @@
 """Checkpoints: atomic writes, plain-data round trip, rebuilding every kind of model, resume."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +190,43 @@ def test_resume_restores_weights_optimiser_and_schedule(tmp_path):
         m(x).sum().backward()
         o.step()
     assert torch.equal(model.weight, model2.weight)
+
+
+# --- integrity -------------------------------------------------------------------------------
+
+def test_empty_and_random_files_get_a_reason_and_never_the_unsafe_advice(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(ckpt.CheckpointError, match=r"the file is empty \(0 bytes\)"):
+        ckpt.load(tmp_path / "empty.pt")
+    (tmp_path / "random.pt").write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(ckpt.CheckpointError, match=r"\(5000 bytes\): \S") as info:
+        ckpt.load(tmp_path / "random.pt")
+    assert "weights_only=False" not in str(info.value)
+    # A pickle that holds code is refused without advising how to run it.
+    torch.save({"fn": Path}, tmp_path / "code.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a plain-data checkpoint") as info:
+        ckpt.load(tmp_path / "code.pt")
+    assert "weights_only=False" not in str(info.value)
+
+
+def test_flipped_bytes_in_a_tensor_are_caught_by_the_checksum(tmp_path):
+    path = tmp_path / "c.pt"
+    ckpt.save({"task": "colorize", "state_dict": {"w": torch.ones(1000)},
+               "optimizer": {"state": {0: {"exp_avg": torch.zeros(1000)}}}}, path)
+    state = torch.load(path, weights_only=True)
+    state["optimizer"]["state"][0]["exp_avg"][17] = 3e6  # what bit rot did to an Adam moment
+    torch.save(state, path)
+    with pytest.raises(ckpt.CheckpointError, match="corrupted.*checksum"):
+        ckpt.load(path)
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    proc = subprocess.Popen(["true"])
+    proc.wait()  # its pid is free now: a writer that was killed
+    stale = tmp_path / f".latest.tmp{proc.pid}.pt"
+    stale.write_bytes(b"half")
+    live = tmp_path / f".best.tmp{os.getpid()}.pt"
+    live.write_bytes(b"being written")
+    (tmp_path / "latest.pt").write_bytes(b"keep")
+    assert ckpt.remove_stale_temp_files(tmp_path) == [stale.name]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "latest.pt"])

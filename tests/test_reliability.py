@@ -129,3 +129,13 @@ def test_unwritable_run_folder_is_refused(tmp_path, where):
     result = run([*TINY, "optim.iterations=2", f"run.out={out}"], timeout=120)
     assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
     assert not out.exists()
+
+
+def test_resuming_an_empty_checkpoint_names_the_problem_and_a_way_out(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "latest.pt").write_bytes(b"")
+    result = run(["--task", "colorize", "--resume", f"run.out={out}"], timeout=120)
+    assert result.returncode == 2
+    assert "the file is empty (0 bytes)" in result.stderr
+    assert f"move {out / 'latest.pt'} aside" in result.stderr

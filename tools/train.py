@@ -64,7 +64,9 @@ def main(argv=None):
         try:
             state = ckpt.load(latest, task=args.task)
         except ckpt.CheckpointError as err:
-            fatal(f"{err}\nnothing to resume in {run_dir}; start without --resume")
+            hint = (f"move {latest} aside (or choose another run.out) to start anew"
+                    if latest.exists() else "start without --resume")
+            fatal(f"{err}\nnothing to resume in {run_dir}; {hint}")
         cfg = config_lib.apply_overrides(state["config"], config_lib.parse_overrides(overrides))
     elif latest.exists():
         fatal(f"{run_dir} already holds a run (latest.pt); pass --resume to continue it, or "
@@ -93,6 +95,9 @@ def main(argv=None):
         run_dir.mkdir(parents=True, exist_ok=True)
         config_lib.save(cfg, run_dir / "config.yaml")
         log = RunLog(run_dir / "train.log")
+        stale = ckpt.remove_stale_temp_files(run_dir)
+        if stale:
+            log(f"removed {len(stale)} temp file(s) left by a killed save: {', '.join(stale)}")
     else:
         log = _silent
     log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
