@@ -335,3 +335,44 @@ def test_synchronisation_free_k_nn_path_equals_the_cpu_path(k):
     assert torch.equal(bins_free[:, 0], bins_cpu[:, 0])
     ref_d, _ = brute_force_knn(ab, k)
     torch.testing.assert_close(d2_free.double().sort(1).values.sqrt(), ref_d, atol=1e-4, rtol=0)
+
+
+# --- any float input: valid bins, finite weights ----------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ANY_FLOAT = st.floats(allow_nan=True, allow_infinity=True, width=32)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(ANY_FLOAT, ANY_FLOAT), min_size=1, max_size=40),
+       st.sampled_from([1, 2, 10, 16, 40]))
+def test_soft_encoding_of_any_float_gives_valid_bins_and_weights(values, k):
+    ab = torch.tensor(values, dtype=torch.float32).T.reshape(1, 2, -1, 1)
+    idx, w = color.soft_encode(ab, k=k, sigma=5.0)
+    assert idx.min() >= 0 and idx.max() < color.NUM_AB_BINS
+    assert torch.isfinite(w).all() and (w >= 0).all()
+    torch.testing.assert_close(w.sum(1), torch.ones_like(w.sum(1)))
+    near = color.nearest_ab_bin(ab)
+    assert near.min() >= 0 and near.max() < color.NUM_AB_BINS
+    # Inside the valid square nothing changed: the nearest bin is the true nearest bin.
+    inside = torch.isfinite(ab).all(1) & (ab.abs() < 127).all(1)  # (1, N, 1)
+    if inside.any():
+        d = torch.cdist(ab[0].permute(1, 2, 0).reshape(-1, 2).double(),
+                        color.ab_bin_centres(dtype=torch.float64))
+        best = d.min(1).values
+        chosen = d.gather(1, near.reshape(-1, 1)).squeeze(1)
+        mask = inside.reshape(-1)
+        torch.testing.assert_close(chosen[mask], best[mask], atol=1e-4, rtol=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(ANY_FLOAT, min_size=3, max_size=30))
+def test_lab_of_rgb_in_range_round_trips_and_bad_floats_never_index_out_of_range(values):
+    rgb = torch.tensor(values, dtype=torch.float32)[: len(values) // 3 * 3].reshape(1, 3, -1, 1)
+    lab = color.rgb_to_lab(torch.nan_to_num(rgb).clamp(0, 1))
+    assert torch.isfinite(lab).all()
+    assert (lab[:, 0] >= -1e-3).all() and (lab[:, 0] <= 100 + 1e-3).all()
+    idx, w = color.soft_encode(color.rgb_to_lab(rgb * 255)[:, 1:], k=10)  # 0-255 floats: bad
+    assert idx.max() < color.NUM_AB_BINS and torch.isfinite(w).all()

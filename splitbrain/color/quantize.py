@@ -18,6 +18,7 @@ Soft encoding finds each pixel's k nearest bins exactly, without measuring the d
 import functools
 import math
 
+import numpy as np
 import torch
 
 AB_GRID = 10
@@ -43,6 +44,7 @@ _LOCAL_MAX_K = 16
 _SENTINEL = NUM_AB_BINS  # padding bin, placed far from every ab value
 _SENTINEL_AB = 1e3
 _CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
+_BELOW_RANGE = float(np.nextafter(np.float32(_TABLE_RANGE), np.float32(0)))  # largest < 128
 
 
 def ab_bin_centres(device=None, dtype=torch.float32):
@@ -267,6 +269,11 @@ def _nearest(ab, k, sync_free=None):
         d2: (B*H*W, k) float32, their squared distances.
     """
     x = ab.detach().float().permute(0, 2, 3, 1).reshape(-1, 2)  # (N, 2)
+    # Lab of sRGB stays inside [-128, 128); anything else (Lab of 0-255 floats, inf, NaN) is
+    # bad input. It is mapped onto that range (NaN to 0, the grey bin) rather than checked,
+    # since a check would cost a host-device synchronisation every step: indices stay valid
+    # and weights finite whatever comes in.
+    x = torch.nan_to_num(x, nan=0.0).clamp_(-_TABLE_RANGE, _BELOW_RANGE)
     table = _local_table(k, ab.device)
     if table is None:
         return _search(x, k)
@@ -318,7 +325,8 @@ def soft_encode(ab, k=10, sigma=5.0):
     """Soft-encode ab values over the 313 bins: k nearest bins with Gaussian weights.
 
     Args:
-        ab: (B, 2, H, W) Lab ab values; exact for ab in [-128, 128).
+        ab: (B, 2, H, W) Lab ab values; exact for ab in [-128, 128), where Lab of sRGB lies;
+            values outside are clamped to that square first (NaN counts as 0).
         k: number of nearest bins (the official training layer uses 10).
         sigma: Gaussian width in ab units.
 
