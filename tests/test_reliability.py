@@ -139,3 +139,16 @@ def test_resuming_an_empty_checkpoint_names_the_problem_and_a_way_out(tmp_path):
     assert result.returncode == 2
     assert "the file is empty (0 bytes)" in result.stderr
     assert f"move {out / 'latest.pt'} aside" in result.stderr
+
+
+def test_optimiser_settings_given_on_resume_take_effect(tmp_path):
+    out = tmp_path / "run"
+    assert run([*TINY, "optim.iterations=2", f"run.out={out}"]).returncode == 0
+    resumed = run(["--task", "colorize", "--resume", f"run.out={out}", "optim.iterations=3",
+                   "optim.lr=0.123", "optim.weight_decay=0.01"])
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed with optim.lr = 0.123 (was 0.001)" in resumed.stdout
+    state = ckpt.load(out / "latest.pt")
+    group = state["optimizer"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(0.123) and group["weight_decay"] == 0.01
+    assert state["config"]["optim"]["lr"] == 0.123

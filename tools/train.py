@@ -11,6 +11,7 @@ config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.p
 """
 
 import argparse
+import collections
 import os
 import sys
 import tempfile
@@ -129,6 +130,8 @@ def main(argv=None):
         except ckpt.CheckpointError as err:
             fatal(err)
         best_loss = metrics.get("best_val_loss", best_loss)
+        for line in apply_optim_changes(optimizer, scheduler, state["config"]["optim"], o, step):
+            log(line)
         loader.batch_sampler.start_step = step
         log(f"resumed from {latest} at step {step}")
 
@@ -175,6 +178,28 @@ def main(argv=None):
         sys.exit(stop.exit_code)
     log(f"done: {step} steps; checkpoints in {run_dir}")
     distributed.close()
+
+
+def apply_optim_changes(optimizer, scheduler, before, now, step):
+    """Make optimiser settings given on --resume take effect (the checkpoint's would win).
+
+    Only keys that differ from the checkpoint's config are touched, so a plain resume stays
+    bit for bit the uninterrupted run. Returns a log line per change.
+    """
+    changed = [k for k in ("lr", "betas", "weight_decay", "lr_steps", "lr_gamma")
+               if before.get(k) != now[k]]
+    if not changed:
+        return []
+    passed = sum(1 for milestone in now["lr_steps"] if milestone <= step)
+    for group in optimizer.param_groups:
+        group["initial_lr"] = now["lr"]
+        group["lr"] = now["lr"] * now["lr_gamma"] ** passed
+        group["betas"] = tuple(now["betas"])
+        group["weight_decay"] = now["weight_decay"]
+    scheduler.base_lrs = [now["lr"]] * len(optimizer.param_groups)
+    scheduler.milestones = collections.Counter(now["lr_steps"])
+    scheduler.gamma = now["lr_gamma"]
+    return [f"resumed with optim.{k} = {now[k]} (was {before.get(k)})" for k in changed]
 
 
 def check_writable(run_dir):
