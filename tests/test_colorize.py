@@ -207,3 +207,46 @@ def test_python_api_accepts_paths(trained, tmp_path):
     out = colorize(tmp_path / "p.jpg", trained)
     assert out.size == (33, 21)
     assert isinstance(load_colorizer(trained), Colorizer)
+
+
+# --- hostile input ----------------------------------------------------------------------------
+
+def test_two_inputs_with_one_output_name_are_refused_before_any_work(trained, tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    photo((20, 20)).save(tmp_path / "a" / "p.png")
+    photo((24, 20)).save(tmp_path / "b" / "p.png")
+    code = run_tool("colorize", [tmp_path / "a" / "p.png", tmp_path / "b" / "p.png",
+                                 "--ckpt", trained, "-o", tmp_path / "out"])
+    assert code == 2 and "written by more than one input" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # Passed as folders, their layout keeps them apart.
+    assert run_tool("colorize", [tmp_path / "a", tmp_path / "b", "--ckpt", trained, "-o",
+                                 tmp_path / "out", "--size", 32]) == 2  # both map to out/p.png
+    photo((20, 20)).save(tmp_path / "a" / "q.jpg")
+    photo((20, 20)).save(tmp_path / "a" / "q.png")
+    assert run_tool("colorize", [tmp_path / "a", "--ckpt", trained, "-o", tmp_path / "o2",
+                                 "--format", "png"]) == 2  # q.jpg and q.png -> q.png
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--batch-size", "0"], "--batch-size: must be at least 1"),
+    (["--size", "-4"], "--size: must be at least 1"),
+    (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
+    (["--temperature", "nan"], "--temperature: must be a finite number >= 0"),
+])
+def test_invalid_options_are_refused(trained, tmp_path, capsys, option, message):
+    photo((20, 20)).save(tmp_path / "p.png")
+    code = run_tool("colorize", [tmp_path / "p.png", "--ckpt", trained, "-o", tmp_path / "o",
+                                 *option])
+    assert code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_refused(trained, tmp_path, capsys):
+    photo((20, 20)).save(tmp_path / "p.png")
+    (tmp_path / "taken").write_text("mine")
+    assert run_tool("colorize", [tmp_path / "p.png", "--ckpt", trained, "-o",
+                                 tmp_path / "taken"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "mine"

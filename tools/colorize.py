@@ -11,7 +11,10 @@ if any input failed.
 """
 
 import argparse
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +39,12 @@ def parse_args(argv):
     parser.add_argument("--ckpt", required=True, help="colorize / split-brain checkpoint, or "
                         "the official ECCV16 weights (colorization_release_v2-9b330a0b.pth)")
     parser.add_argument("-o", "--out", required=True, help="output folder")
-    parser.add_argument("--size", type=int, default=256, help="network working size (short side)")
-    parser.add_argument("--temperature", type=float, default=None,
+    parser.add_argument("--size", type=_positive_int, default=256,
+                        help="network working size (short side)")
+    parser.add_argument("--temperature", type=_temperature, default=None,
                         help="annealed-mean temperature (default: the checkpoint's, 0.38)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=int, default=4,
+    parser.add_argument("--batch-size", type=_positive_int, default=4,
                         help="photos per forward pass (those sharing a working size)")
     parser.add_argument("--side-by-side", action="store_true",
                         help="write the grey input and the result in one image")
@@ -48,6 +52,21 @@ def parse_args(argv):
                         help="output format (default: the input's)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _temperature(text):
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0 (0 decodes the most "
+                                         f"likely colour), got {text}")
+    return value
 
 
 def output_path(path, root, out_dir, fmt):
@@ -67,7 +86,31 @@ def collect(inputs, out_dir, fmt):
             raise FileNotFoundError(f"input not found: {item}")
         root = item if item.is_dir() else None
         jobs += [(p, output_path(p, root, out_dir, fmt)) for p in find_images(item)]
+    by_output = {}
+    for src, dst in jobs:
+        by_output.setdefault(dst, []).append(src)
+    clashes = {dst: srcs for dst, srcs in by_output.items() if len(srcs) > 1}
+    if clashes:
+        dst, srcs = next(iter(clashes.items()))
+        raise ValueError(f"{len(clashes)} output name(s) would be written by more than one "
+                         f"input (e.g. {dst} by {', '.join(map(str, srcs))}); pass such files "
+                         f"inside their folders (the folder layout is kept under -o) or "
+                         f"rename them")
     return jobs
+
+
+def check_out_dir(out_dir):
+    """Raise OSError unless ``out_dir`` is, or can be created as, a writable folder."""
+    probe = out_dir
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OSError(f"-o {out_dir}: {probe} is a file, not a folder; give a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".splitbrain-write-test-", dir=probe))
+    except OSError as err:
+        raise OSError(f"-o {out_dir}: {probe} is not writable ({err.strerror}); choose "
+                      f"another folder") from None
 
 
 def save_image(array, path):
@@ -81,10 +124,11 @@ def main(argv=None):
     args = parse_args(argv)
     out_dir = Path(args.out)
     try:
+        check_out_dir(out_dir)
         jobs = collect(args.inputs, out_dir, args.format)
         colorizer = load_colorizer(args.ckpt, resolve_device(args.device), args.temperature,
                                    args.size)
-    except (FileNotFoundError, ValueError, ckpt.CheckpointError) as err:
+    except (OSError, ValueError) as err:  # CheckpointError is a ValueError
         fatal(err)
 
     existing = [dst for _, dst in jobs if dst.exists()]
