@@ -171,6 +171,22 @@ class UnreadableImageWarning(UserWarning):
     """A file of a dataset could not be decoded and is skipped."""
 
 
+# Why a file was skipped, as a small code kept in shared memory (0: readable or not tried).
+SKIP_REASONS = ("", "not an image", "truncated or corrupt", "empty file", "missing",
+                "too large", "other")
+
+
+def skip_reason(err):
+    """The :data:`SKIP_REASONS` entry of an :class:`ImageReadError`."""
+    reason = err.reason.lower()
+    for code, words in ((3, ("empty file",)), (4, ("file not found", "is a folder")),
+                        (5, ("too large",)), (1, ("cannot identify", "not an image")),
+                        (2, ("truncated", "broken", "corrupt", "decoder", "eof", "error"))):
+        if any(w in reason for w in words):
+            return SKIP_REASONS[code]
+    return SKIP_REASONS[-1]
+
+
 class _SkipUnreadable:
     """Serve the next readable file in place of an unreadable one, and remember the bad ones.
 
@@ -180,12 +196,31 @@ class _SkipUnreadable:
     """
 
     def _init_skipping(self):
-        self._unreadable = torch.zeros(len(self._paths), dtype=torch.bool).share_memory_()
+        self._unreadable = torch.zeros(len(self._paths), dtype=torch.int8).share_memory_()
 
     @property
     def skipped(self):
         """The set of paths found unreadable so far, by this process or its loader workers."""
         return {self._paths[i] for i in self._unreadable.nonzero().flatten().tolist()}
+
+    def skip_counts(self):
+        """{reason: number of files} found unreadable so far (see :data:`SKIP_REASONS`)."""
+        codes = torch.bincount(self._unreadable.long(), minlength=len(SKIP_REASONS)).tolist()
+        return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
+
+    def check_readable(self, tries=8):
+        """Raise ValueError unless one of up to ``tries`` files, spread over the set, decodes."""
+        n, m = len(self._paths), min(tries, len(self._paths))
+        errors = []
+        for i in sorted({round(j * (n - 1) / max(m - 1, 1)) for j in range(m)}):
+            try:
+                load_rgb(self._paths[i])
+                return
+            except ImageReadError as err:
+                self._unreadable[i] = SKIP_REASONS.index(skip_reason(err))
+                errors.append(err)
+        raise ValueError(f"none of the {len(errors)} files tried out of {n} could be read, "
+                         f"e.g. {errors[0]}; check the folder holds images")
 
     def _load(self, index):
         """(PIL image, index of the file actually read)."""
@@ -197,7 +232,7 @@ class _SkipUnreadable:
             try:
                 return load_rgb(self._paths[i]), i
             except ImageReadError as err:
-                self._unreadable[i] = True
+                self._unreadable[i] = SKIP_REASONS.index(skip_reason(err))
                 warnings.warn(f"skipping unreadable image: {err}", UnreadableImageWarning,
                               stacklevel=2)
         raise RuntimeError(f"none of the {n} image files could be read (e.g. {self._paths[0]}); "
@@ -415,3 +450,49 @@ def eval_loader(dataset, batch_size, workers=0, max_batches=0, rank=0, world_siz
     per = -(-batch_size // world_size)
     batches = [[(i, i) for i in mine[s:s + per]] for s in range(0, len(mine), per)]
     return DataLoader(SeededSamples(dataset), batch_sampler=batches, num_workers=workers)
+
+
+# --- data health during a run ---------------------------------------------------------------------
+
+class DataHealthError(RuntimeError):
+    """Too large a share of a dataset's files is unreadable to go on."""
+
+
+class DataHealth:
+    """Counts a dataset's unreadable files as a run goes, logs them and stops past a limit.
+
+    Args:
+        dataset: a dataset with ``skip_counts()`` (folders of images); others are always fine.
+        max_bad_fraction: the share of unreadable files above which the run stops.
+        log: callable taking a line; writer: TensorBoard ``SummaryWriter`` or None.
+    """
+
+    def __init__(self, dataset, max_bad_fraction, log=print, writer=None):
+        self.dataset, self.max_bad_fraction = dataset, max_bad_fraction
+        self.log, self.writer = log, writer
+        self.total = len(getattr(dataset, "_paths", ()))
+        self.reported = 0
+
+    def counts(self):
+        return self.dataset.skip_counts() if hasattr(self.dataset, "skip_counts") else {}
+
+    def summary(self):
+        counts = self.counts()
+        bad = sum(counts.values())
+        detail = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+        return bad, f"{bad} of {self.total} training files unreadable ({detail})"
+
+    def __call__(self, step):
+        """Log new skips; raise DataHealthError past ``max_bad_fraction``."""
+        bad, text = self.summary()
+        if not bad or bad == self.reported:
+            return
+        self.reported = bad
+        self.log(f"step {step}: {text}")
+        if self.writer is not None:
+            self.writer.add_scalar("data/unreadable_files", bad, step)
+        if bad / self.total > self.max_bad_fraction:
+            raise DataHealthError(
+                f"{text}: {100 * bad / self.total:.0f}% is above data.max_bad_fraction="
+                f"{self.max_bad_fraction}; fix or remove the files (the warnings name each), "
+                f"or raise data.max_bad_fraction")

@@ -115,7 +115,8 @@ class Throughput:
 def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step, iterations,
           device, precision="fp32", channels_last=False, val_loader=None, image_batch=None,
           log_every=20, image_every=0, val_every=0, ckpt_every=0, writer=None, log=print,
-          save=None, best_loss=float("inf"), progress=None, sync_debug=False, stop=None):
+          save=None, best_loss=float("inf"), progress=None, sync_debug=False, stop=None,
+          data_health=None):
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
@@ -135,6 +136,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         stop: a ``runtime.StopSignals``; once it has received a signal the loop returns after
             the current step (in a distributed run, at the next logging step, when every rank
             agrees), and the caller saves.
+        data_health: called with the step at logging steps (``data.DataHealth``): logs
+            unreadable files and raises ``data.DataHealthError`` past its limit.
 
     Returns:
         (step reached, best validation loss).
@@ -171,6 +174,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
 
         if due(log_every):
             watch.check()
+            if data_health is not None:
+                data_health(step)
             scalars = {f"train/{k}": float(v) for k, v in logs.items()}
             scalars["train/lr"] = scheduler.get_last_lr()[0]
             scalars["train/images_per_s"] = meter.rate()

@@ -152,3 +152,51 @@ def test_optimiser_settings_given_on_resume_take_effect(tmp_path):
     group = state["optimizer"]["param_groups"][0]
     assert group["lr"] == pytest.approx(0.123) and group["weight_decay"] == 0.01
     assert state["config"]["optim"]["lr"] == 0.123
+
+
+# --- data health ------------------------------------------------------------------------------
+
+def hostile_folder(folder, good, bad):
+    from PIL import Image
+    from skimage import data as skdata
+
+    folder.mkdir(parents=True)
+    img = Image.fromarray(skdata.astronaut())
+    for i in range(good):
+        img.crop((40 * i, 0, 40 * i + 96, 96)).save(folder / f"good{i}.jpg")
+    import io
+    jpeg = io.BytesIO()
+    img.crop((0, 0, 96, 96)).save(jpeg, format="JPEG")
+    kinds = [b"this is a text file", b"", jpeg.getvalue()[:300]]  # text, empty, truncated
+    for i in range(bad):
+        (folder / f"bad{i}.jpg").write_bytes(kinds[i % 3])
+    return folder
+
+
+def test_unreadable_files_are_counted_by_reason_and_stop_the_run_past_the_limit(tmp_path):
+    data = hostile_folder(tmp_path / "photos", good=7, bad=6)
+    common = [*TINY, f"data.train={data}", "data.val=sample", "optim.batch_size=2",
+              "optim.iterations=12"]
+    stopped = run([*common, f"run.out={tmp_path / 'strict'}"])
+    assert stopped.returncode == 4, stopped.stderr[-2000:]
+    said = stopped.stdout + stopped.stderr  # the run log's line, echoed
+    assert "above data.max_bad_fraction=0.1" in said
+    assert "not an image: 2" in said and "empty file: 2" in said
+    assert "Traceback" not in stopped.stderr
+
+    tolerant = run([*common, "data.max_bad_fraction=0.9", f"run.out={tmp_path / 'ok'}"])
+    assert tolerant.returncode == 0, tolerant.stderr[-2000:]
+    log = (tmp_path / "ok" / "train.log").read_text()
+    assert "6 of 13 training files unreadable" in log.splitlines()[-1]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(tmp_path / "ok"))
+    events.Reload()
+    assert events.Scalars("data/unreadable_files")[-1].value == 6
+
+
+def test_a_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path):
+    data = hostile_folder(tmp_path / "photos", good=0, bad=5)
+    out = tmp_path / "run"
+    result = run([*TINY, f"data.train={data}", "data.val=sample", f"run.out={out}"])
+    assert result.returncode == 2 and "none of the 5 files tried out of 5" in result.stderr
+    assert not out.exists()

@@ -24,7 +24,8 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
-from splitbrain.data import build_dataset, eval_loader, train_loader
+from splitbrain.data import (DataHealth, DataHealthError, build_dataset, eval_loader,
+                             train_loader)
 from splitbrain.runlog import RunLog, fatal
 from splitbrain.runtime import StopSignals
 
@@ -87,6 +88,9 @@ def main(argv=None):
         val_set = build_dataset(d["val"], "val", d["val_crop"], train=False,
                                 length=d["val_length"], root=d["root"],
                                 download=d["download"], seed=r["seed"])
+        for dataset in (train_set, val_set):
+            if hasattr(dataset, "check_readable"):
+                dataset.check_readable()
         loader = train_loader(train_set, o["batch_size"], r["seed"], 0, d["workers"], device,
                               ctx.rank, ctx.world_size)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as err:
@@ -150,6 +154,7 @@ def main(argv=None):
                disable=None if ctx.is_main else True, dynamic_ncols=True)
     image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
     stop = StopSignals()
+    health = DataHealth(train_set, d["max_bad_fraction"], log, writer)
     try:
         with stop:
             step, best_loss = engine.train(
@@ -161,7 +166,10 @@ def main(argv=None):
                 image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
                 val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
                 save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
-                sync_debug=r["sync_debug"], stop=stop)
+                sync_debug=r["sync_debug"], stop=stop, data_health=health)
+    except DataHealthError as err:
+        fatal(f"{err}. Stopped at the last logging step; {latest} holds the last checkpoint.",
+              log=log, code=4)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
@@ -176,7 +184,8 @@ def main(argv=None):
             f"run.out={run_dir}")
         distributed.close()
         sys.exit(stop.exit_code)
-    log(f"done: {step} steps; checkpoints in {run_dir}")
+    bad, text = health.summary()
+    log(f"done: {step} steps; checkpoints in {run_dir}" + (f"; {text}" if bad else ""))
     distributed.close()
 
 
