@@ -95,6 +95,23 @@ def checksum(state):
     return digest.hexdigest()
 
 
+def keep_history(latest, step, keep):
+    """Keep ``latest`` also as ``step_<step>.pt`` and delete all but the newest ``keep`` of those.
+
+    The copy is a hard link where the file system allows it (no extra space: replacing
+    ``latest`` later gives it a new file and leaves the link with the old one).
+    """
+    latest = Path(latest)
+    kept = latest.with_name(f"step_{step:09d}.pt")
+    kept.unlink(missing_ok=True)
+    try:
+        os.link(latest, kept)
+    except OSError:
+        atomic_write(kept, lambda tmp: Path(tmp).write_bytes(latest.read_bytes()))
+    for old in sorted(latest.parent.glob("step_*.pt"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
 def remove_stale_temp_files(folder):
     """Delete temp files that writers killed mid-write left in ``folder``; returns their names.
 

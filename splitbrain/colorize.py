@@ -52,6 +52,9 @@ class Colorizer:
                               align_corners=False)
         ab = color.decode_ab(self.model(small.to(self.device)), self.head, self.temperature,
                              self.centres)
+        if not torch.isfinite(ab).all():
+            raise ValueError("the model predicted non-finite colours: its weights are broken "
+                             "(a diverged training run?); use an earlier checkpoint")
         return F.interpolate(ab.float().cpu(), size=(H, W), mode="bilinear",
                              align_corners=False)
 

@@ -200,3 +200,46 @@ def test_a_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path)
     result = run([*TINY, f"data.train={data}", "data.val=sample", f"run.out={out}"])
     assert result.returncode == 2 and "none of the 5 files tried out of 5" in result.stderr
     assert not out.exists()
+
+
+# --- checkpoints kept, and never a poisoned one -------------------------------------------------
+
+def test_the_last_n_saves_are_kept_and_load(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "optim.iterations=5", "run.ckpt_every=1", "run.keep=2",
+                  f"run.out={out}"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    kept = sorted(p.name for p in out.glob("step_*.pt"))
+    assert kept == ["step_000000004.pt", "step_000000005.pt"]
+    assert ckpt.load(out / "step_000000004.pt")["step"] == 4
+    a, b = weights(out / "step_000000005.pt"), weights(out / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_diverging_run_never_saves_non_finite_weights(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "optim.lr=1e6", "optim.iterations=30", "run.ckpt_every=1",
+                  "run.keep=0", f"run.out={out}"])
+    assert result.returncode in (0, 3), result.stderr[-2000:]
+    for path in out.glob("*.pt"):
+        assert all(torch.isfinite(t).all() for t in weights(path).values()), path
+
+
+def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
+    from PIL import Image
+
+    src = tmp_path / "train"
+    assert run([*TINY, "optim.iterations=1", f"run.out={src}"]).returncode == 0
+    state = torch.load(src / "latest.pt", weights_only=True)
+    for k, v in state["state_dict"].items():
+        if v.is_floating_point():
+            state["state_dict"][k] = torch.full_like(v, float("inf"))
+    state.pop("checksum")
+    torch.save(state, tmp_path / "broken.pt")
+    Image.new("RGB", (20, 16), (90, 90, 90)).save(tmp_path / "p.png")
+    result = subprocess.run([sys.executable, str(ROOT / "tools" / "colorize.py"),
+                             str(tmp_path / "p.png"), "--ckpt", str(tmp_path / "broken.pt"),
+                             "-o", str(tmp_path / "out")], env=env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "non-finite colours" in result.stderr
+    assert not (tmp_path / "out" / "p.png").exists()

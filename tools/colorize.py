@@ -154,7 +154,10 @@ def main(argv=None):
         for group in by_size.values():
             rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
                                for _, _, img in group]).float() / 255
-            result = colorize_tensor(rgb, colorizer)
+            try:
+                result = colorize_tensor(rgb, colorizer)
+            except ValueError as err:  # a broken model: every photo would come out wrong
+                fatal(f"{args.ckpt}: {err}")
             for (src, dst, _), grey, out in zip(group, rgb, result):
                 array = to_uint8(out)
                 if args.side_by_side:

@@ -140,9 +140,14 @@ def main(argv=None):
         log(f"resumed from {latest} at step {step}")
 
     def save(name, at_step, metrics):
+        # A diverged run can keep a finite loss while its weights blow up: never save those.
+        if not all(torch.isfinite(p).all() for p in model.parameters()):
+            raise engine.NonFiniteLossError(f"the weights are not finite at step {at_step}")
+        path = run_dir / f"{name}.pt"
         ckpt.save(ckpt.training_state(args.task, model, setup.model_spec, cfg, at_step,
-                                      optimizer, scheduler, setup.extra, metrics),
-                  run_dir / f"{name}.pt")
+                                      optimizer, scheduler, setup.extra, metrics), path)
+        if name == "latest" and r["keep"]:
+            ckpt.keep_history(path, at_step, r["keep"])
 
     # --- loop ------------------------------------------------------------------------------
     try:
@@ -167,6 +172,9 @@ def main(argv=None):
                 val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
                 save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
                 sync_debug=r["sync_debug"], stop=stop, data_health=health)
+        if ctx.is_main:
+            save("latest", step, {"best_val_loss": best_loss})
+            writer.close()
     except DataHealthError as err:
         fatal(f"{err}. Stopped at the last logging step; {latest} holds the last checkpoint.",
               log=log, code=4)
@@ -174,9 +182,6 @@ def main(argv=None):
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
               f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
-    if ctx.is_main:
-        save("latest", step, {"best_val_loss": best_loss})
-        writer.close()
     bar.close()
     if stop.received:
         log(f"{stop.name}: stopped at step {step} of {o['iterations']}; saved {latest}. "
