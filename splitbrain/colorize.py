@@ -42,8 +42,8 @@ class Colorizer:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def predict_ab(self, L):
-        """ab for a batch of full-resolution L maps (B, 1, H, W), at that same resolution."""
+    def predict_small_ab(self, L):
+        """ab at the working size for full-resolution L maps (B, 1, H, W): (B, 2, h, w)."""
         H, W = L.shape[-2:]
         scale = self.size / min(H, W)
         work = (max(1, round(H * scale)), max(1, round(W * scale)))
@@ -55,18 +55,55 @@ class Colorizer:
         if not torch.isfinite(ab).all():
             raise ValueError("the model predicted non-finite colours: its weights are broken "
                              "(a diverged training run?); use an earlier checkpoint")
-        return F.interpolate(ab.float().cpu(), size=(H, W), mode="bilinear",
+        return ab.float().cpu()
+
+    @torch.no_grad()
+    def predict_ab(self, L):
+        """ab for a batch of full-resolution L maps (B, 1, H, W), at that same resolution."""
+        return F.interpolate(self.predict_small_ab(L), size=L.shape[-2:], mode="bilinear",
                              align_corners=False)
 
 
-def colorize_tensor(rgb, colorizer):
-    """sRGB batch (B, 3, H, W) in [0, 1] -> colorized sRGB of the same size.
+def upsample_rows(ab, size, rows):
+    """Rows ``rows`` (a slice) of ``ab`` (B, 2, h, w) bilinearly resized to ``size`` = (H, W).
 
-    Only the lightness of the input is used: a colour photo is re-coloured from its L.
+    Equal to ``F.interpolate(ab, size, mode="bilinear", align_corners=False)[..., rows, :]``
+    without making the whole (B, 2, H, W) map.
+    """
+    (H, W), B = size, ab.shape[0]
+    ys = (torch.arange(rows.start, rows.stop, dtype=torch.float32) + 0.5) * (2 / H) - 1
+    xs = (torch.arange(W, dtype=torch.float32) + 0.5) * (2 / W) - 1
+    grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (r, W, 2) as (x, y)
+    return F.grid_sample(ab, grid.expand(B, -1, -1, -1), mode="bilinear",
+                         padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def colorize_tensor(rgb, colorizer, chunk_rows=256, grey=False):
+    """sRGB batch (B, 3, H, W), uint8 or float in [0, 1] -> colorized uint8 sRGB, same size.
+
+    Only the lightness of the input is used: a colour photo is re-coloured from its L. The
+    full-resolution side (upsampled ab, Lab -> sRGB) runs ``chunk_rows`` rows at a time, so
+    a 24-megapixel photo needs a few hundred MB, not several GB.
+
+    Args:
+        grey: return the input's lightness as grey sRGB (uint8) instead of the colorization.
+
+    Returns:
+        (B, 3, H, W) uint8.
     """
     L = color.lightness(rgb)  # (B, 1, H, W), full resolution
-    ab = colorizer.predict_ab(L)
-    return color.lab_to_rgb(torch.cat([L, ab], dim=1))
+    H, W = L.shape[-2:]
+    ab_small = None if grey else colorizer.predict_small_ab(L)
+    out = torch.empty(L.shape[0], 3, H, W, dtype=torch.uint8)
+    for start in range(0, H, chunk_rows):
+        rows = slice(start, min(start + chunk_rows, H))
+        L_rows = L[:, :, rows].cpu()
+        ab = (torch.zeros(L.shape[0], 2, *L_rows.shape[-2:]) if grey
+              else upsample_rows(ab_small, (H, W), rows))
+        rgb_rows = color.lab_to_rgb(torch.cat([L_rows, ab], dim=1))
+        out[:, :, rows] = rgb_rows.clamp_(0, 1).mul_(255).round_().byte()
+    return out
 
 
 def colorize(image, colorizer):
@@ -85,14 +122,13 @@ def colorize(image, colorizer):
         image = load_rgb(image)
     elif image.mode != "RGB":
         image = image.convert("RGB")
-    rgb = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
-    out = colorize_tensor(rgb, colorizer)[0]
-    return Image.fromarray(to_uint8(out))
+    rgb = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None]  # uint8
+    return Image.fromarray(to_hwc(colorize_tensor(rgb, colorizer)[0]))
 
 
-def to_uint8(rgb):
-    """(3, H, W) in [0, 1] -> (H, W, 3) uint8 array."""
-    return (rgb.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+def to_hwc(rgb):
+    """(3, H, W) uint8 tensor -> (H, W, 3) uint8 array, as PIL takes it."""
+    return rgb.permute(1, 2, 0).numpy()
 
 
 # --- loading ------------------------------------------------------------------------------

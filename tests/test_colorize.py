@@ -1,5 +1,8 @@
 """Colorizing photos: full resolution kept, every input mode, folders, refusals, ECCV16 weights."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +14,8 @@ from splitbrain import checkpoint as ckpt
 from splitbrain import color
 from splitbrain.colorize import Colorizer, colorize, colorizer_from_checkpoint, load_colorizer
 from tools_util import run_tool
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -250,3 +255,46 @@ def test_an_output_folder_that_is_a_file_is_refused(trained, tmp_path, capsys):
                                  tmp_path / "taken"]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "mine"
+
+
+# --- full resolution in bounded memory --------------------------------------------------------
+
+def test_row_chunks_give_the_colours_of_one_full_resolution_pass(trained):
+    from splitbrain.colorize import colorize_tensor
+
+    colorizer = load_colorizer(trained, size=32)
+    g = torch.Generator().manual_seed(0)
+    rgb = torch.randint(0, 256, (2, 3, 70, 53), dtype=torch.uint8, generator=g)
+    chunked = colorize_tensor(rgb, colorizer, chunk_rows=16)  # 70 rows: 4 full chunks + 6
+    L = color.lightness(rgb)
+    ref = color.lab_to_rgb(torch.cat([L, colorizer.predict_ab(L)], dim=1))
+    ref = (ref.clamp(0, 1) * 255).round().byte()
+    assert chunked.shape == ref.shape and chunked.dtype == torch.uint8
+    assert (chunked.int() - ref.int()).abs().max() <= 1
+
+
+def test_a_24_megapixel_photo_colorizes_in_under_1_5_gb(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from skimage import data as skdata
+
+    Image.fromarray(skdata.astronaut()).resize((6000, 4000)).save(tmp_path / "big.jpg",
+                                                                  quality=90)
+    script = tmp_path / "measure.py"
+    script.write_text(
+        "import resource, runpy, sys\n"
+        f"sys.argv = ['colorize.py', {str(tmp_path / 'big.jpg')!r}, '--ckpt', {str(trained)!r},"
+        f" '-o', {str(tmp_path / 'out')!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / 'tools' / 'colorize.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    peak_mib = int(result.stdout.split("peak")[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    assert peak_mib < 1536, peak_mib  # the whole process, torch included
+    assert Image.open(tmp_path / "out" / "big.jpg").size == (6000, 4000)

@@ -23,8 +23,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from splitbrain import checkpoint as ckpt
-from splitbrain import color
-from splitbrain.colorize import colorize_tensor, load_colorizer, to_uint8
+from splitbrain.colorize import colorize_tensor, load_colorizer, to_hwc
 from splitbrain.images import ImageReadError, find_images, load_rgb
 from splitbrain.runlog import fatal
 from splitbrain.runtime import resolve_device
@@ -153,16 +152,16 @@ def main(argv=None):
             by_size.setdefault(item[2].size, []).append(item)
         for group in by_size.values():
             rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-                               for _, _, img in group]).float() / 255
+                               for _, _, img in group])  # uint8: 1 byte a channel, not 4
             try:
                 result = colorize_tensor(rgb, colorizer)
             except ValueError as err:  # a broken model: every photo would come out wrong
                 fatal(f"{args.ckpt}: {err}")
-            for (src, dst, _), grey, out in zip(group, rgb, result):
-                array = to_uint8(out)
+            greys = colorize_tensor(rgb, colorizer, grey=True) if args.side_by_side else result
+            for (src, dst, _), grey, out in zip(group, greys, result):
+                array = to_hwc(out)
                 if args.side_by_side:
-                    grey_img = to_uint8(color.grey_rgb(grey[None])[0])
-                    array = np.concatenate([grey_img, array], axis=1)
+                    array = np.concatenate([to_hwc(grey), array], axis=1)
                 save_image(array, dst)
                 done += 1
                 bar.update(1)
