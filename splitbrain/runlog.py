@@ -10,14 +10,28 @@ from .runtime import autocast
 
 
 class RunLog:
-    """Print a line and append it, time-stamped, to a text log."""
+    """Print a line and append it, time-stamped, to a text log.
 
-    def __init__(self, path):
+    Created without a path it keeps its lines until :meth:`attach` names the file, so a run
+    can log its checks before deciding to create its folder.
+    """
+
+    def __init__(self, path=None):
+        self.path, self._pending = path, []
+
+    def attach(self, path):
+        """Start writing to ``path``, beginning with the lines logged so far."""
         self.path = path
+        with open(path, "a") as f:
+            f.writelines(line + "\n" for line in self._pending)
+        self._pending = []
 
     def __call__(self, message):
         line = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}"
         print(line, flush=True)
+        if self.path is None:
+            self._pending.append(line)
+            return
         with open(self.path, "a") as f:
             f.write(line + "\n")
 
@@ -25,7 +39,7 @@ class RunLog:
 def fatal(message, log=None, code=2):
     """Report a problem the user can fix, without a traceback, and exit non-zero."""
     text = f"error: {message}"
-    if log is not None:
+    if log is not None and getattr(log, "path", True) is not None:
         log(text)
     else:
         print(text, file=sys.stderr, flush=True)

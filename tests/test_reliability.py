@@ -243,3 +243,26 @@ def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
                             text=True, timeout=120)
     assert result.returncode == 2 and "non-finite colours" in result.stderr
     assert not (tmp_path / "out" / "p.png").exists()
+
+
+def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_file(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(6):
+        photo = Image.fromarray(skdata.camera()).convert("RGB")
+        photo.crop((40 * i, 0, 40 * i + 96, 96)).save(grey / f"g{i}.png")
+    out = tmp_path / "run"
+    result = run([*TINY, f"data.train={grey}", "data.val=sample", "optim.batch_size=2",
+                  f"run.out={out}"])
+    assert result.returncode == 2 and "no colour pixels were counted" in result.stderr
+    assert "color.prior=FILE" in result.stderr and not out.exists()
+
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 313, dtype=object),
+            allow_pickle=True)
+    result = run([*TINY, f"color.prior={tmp_path / 'objects.npy'}", f"run.out={out}"])
+    assert result.returncode == 2 and "cannot read prior" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

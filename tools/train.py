@@ -95,24 +95,25 @@ def main(argv=None):
                               ctx.rank, ctx.world_size)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as err:
         fatal(err)
-    distributed.barrier()  # every rank has looked before rank 0 writes anything
-    if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(cfg, run_dir / "config.yaml")
-        log = RunLog(run_dir / "train.log")
-        stale = ckpt.remove_stale_temp_files(run_dir)
-        if stale:
-            log(f"removed {len(stale)} temp file(s) left by a killed save: {', '.join(stale)}")
-    else:
-        log = _silent
+    log = RunLog() if ctx.is_main else _silent  # lines wait for train.log until it exists
     log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
     log(f"data: {len(train_set)} training items, {len(val_set)} validation items")
 
-    # --- model, objective ------------------------------------------------------------------
+    # --- model, objective (the prior is estimated here: still nothing written) -------------
     try:
         setup = tasks.setup(args.task, cfg, train_set, device, log, resume=state)
     except (ValueError, RuntimeError) as err:
         fatal(err)
+
+    # --- run folder: rank 0 writes for the run ---------------------------------------------
+    distributed.barrier()  # every rank has passed every check
+    if ctx.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config_lib.save(cfg, run_dir / "config.yaml")
+        log.attach(run_dir / "train.log")
+        stale = ckpt.remove_stale_temp_files(run_dir)
+        if stale:
+            log(f"removed {len(stale)} temp file(s) left by a killed save: {', '.join(stale)}")
     model = setup.model.to(device)
     if r["channels_last"]:
         model = model.to(memory_format=torch.channels_last)

@@ -66,8 +66,9 @@ def smooth_prior(counts, sigma=5.0):
         raise ValueError(f"expected {NUM_AB_BINS} counts, got {counts.numel()}")
     total = counts.sum()
     if not total > 0:
-        raise ValueError("the ab histogram is empty: no colour pixels were counted "
-                         "(all images grey, or the dataset is empty)")
+        raise ValueError("the ab histogram is empty: no colour pixels were counted (all images "
+                         "grey, or the dataset is empty); the ab prior needs colour photos, or "
+                         "give color.prior=FILE made by tools/compute_prior.py on colour data")
     prob = counts / total
     if sigma <= 0:
         return prob
