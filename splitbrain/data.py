@@ -467,11 +467,13 @@ class DataHealth:
         log: callable taking a line; writer: TensorBoard ``SummaryWriter`` or None.
     """
 
-    def __init__(self, dataset, max_bad_fraction, log=print, writer=None):
+    def __init__(self, dataset, max_bad_fraction, log=print, writer=None, steps_per_epoch=0):
         self.dataset, self.max_bad_fraction = dataset, max_bad_fraction
         self.log, self.writer = log, writer
         self.total = len(getattr(dataset, "_paths", ()))
         self.reported = 0
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch, self.at_epoch_start = None, {}
 
     def counts(self):
         return self.dataset.skip_counts() if hasattr(self.dataset, "skip_counts") else {}
@@ -483,7 +485,19 @@ class DataHealth:
         return bad, f"{bad} of {self.total} training files unreadable ({detail})"
 
     def __call__(self, step):
-        """Log new skips; raise DataHealthError past ``max_bad_fraction``."""
+        """Log new skips (and each epoch's); raise DataHealthError past ``max_bad_fraction``."""
+        if self.steps_per_epoch:
+            epoch = (step - 1) // self.steps_per_epoch
+            counts = self.counts()
+            if self.epoch is not None and epoch != self.epoch:
+                new = {k: n - self.at_epoch_start.get(k, 0) for k, n in counts.items()}
+                new = {k: n for k, n in new.items() if n}
+                if new:
+                    self.log(f"epoch {self.epoch}: {sum(new.values())} unreadable file(s) found "
+                             f"({', '.join(f'{k}: {n}' for k, n in new.items())})")
+                self.at_epoch_start = counts
+            if self.epoch is None or epoch != self.epoch:
+                self.epoch = epoch
         bad, text = self.summary()
         if not bad or bad == self.reported:
             return

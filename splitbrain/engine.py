@@ -54,8 +54,13 @@ def evaluate(model, objective, loader, device, precision="fp32"):
 
 # --- training -------------------------------------------------------------------------------
 
-def train_step(model, objective, optimizer, scaler, rgb, device, precision):
+def train_step(model, objective, optimizer, scaler, rgb, device, precision,
+               skip_nonfinite=False):
     """One optimisation step, with no host-device synchronisation (bar fp16's loss scaling).
+
+    Args:
+        skip_nonfinite: leave the weights alone when the loss is NaN or inf (costs one
+            synchronisation per step, to decide before the update).
 
     Returns:
         logs: dict of detached scalar tensors (the loss averaged over ranks);
@@ -64,6 +69,12 @@ def train_step(model, objective, optimizer, scaler, rgb, device, precision):
     with autocast(device, precision):
         loss, logs, _ = objective(model, rgb)
     optimizer.zero_grad(set_to_none=True)
+    if skip_nonfinite:
+        finite = torch.isfinite(loss.detach())
+        if distributed.world_size() > 1:  # every rank skips together
+            finite = distributed.all_reduce_sum(finite.float()) == distributed.world_size()
+        if not bool(finite):
+            return logs, torch.zeros((), dtype=torch.bool, device=loss.device)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
@@ -116,7 +127,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
           device, precision="fp32", channels_last=False, val_loader=None, image_batch=None,
           log_every=20, image_every=0, val_every=0, ckpt_every=0, writer=None, log=print,
           save=None, best_loss=float("inf"), progress=None, sync_debug=False, stop=None,
-          data_health=None):
+          data_health=None, skip_nonfinite=False):
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
@@ -138,6 +149,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             agrees), and the caller saves.
         data_health: called with the step at logging steps (``data.DataHealth``): logs
             unreadable files and raises ``data.DataHealthError`` past its limit.
+        skip_nonfinite: skip (and count, as ``train/skipped_steps``) the updates of steps
+            whose loss is not finite, instead of stopping the run.
 
     Returns:
         (step reached, best validation loss).
@@ -149,6 +162,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     step = start_step
     meter = Throughput()
     watch = NonFiniteWatch(device)
+    skipped = 0
     world = distributed.world_size()
     net = distributed.unwrap(model)  # for images: a forward on one rank must not broadcast
     model.train()
@@ -164,10 +178,13 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             rgb = rgb.contiguous(memory_format=torch.channels_last)
         with _sync_debug(sync_debug and device.type == "cuda"):
             logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
-                                      precision)
+                                      precision, skip_nonfinite)
             scheduler.step()
             step += 1
-            watch.add(step, logs["loss"], finite)
+            if skip_nonfinite:
+                skipped += int(not finite)  # decided already: no extra synchronisation
+            else:
+                watch.add(step, logs["loss"], finite)
         meter.add(rgb.shape[0] * world)
         if progress is not None:
             progress.update(1)
@@ -179,6 +196,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             scalars = {f"train/{k}": float(v) for k, v in logs.items()}
             scalars["train/lr"] = scheduler.get_last_lr()[0]
             scalars["train/images_per_s"] = meter.rate()
+            if skip_nonfinite:
+                scalars["train/skipped_steps"] = skipped
             _write_scalars(writer, scalars, step)
             if progress is not None:
                 progress.set_postfix(loss=f"{scalars['train/loss']:.3f}",

@@ -201,6 +201,7 @@ def check_config(task, cfg):
          "in [0, 1]")
     for key in ("log_every", "image_every", "val_every", "ckpt_every"):
         need(r[key] >= 1, f"run.{key}", r[key], "must be at least 1 (steps)")
+    need(r["nonfinite"] in ("stop", "skip"), "run.nonfinite", r["nonfinite"], "stop | skip")
     need(r["keep"] >= 0, "run.keep", r["keep"], "must be >= 0 (0: only latest.pt and best.pt)")
     need(r["val_batches"] >= 0, "run.val_batches", r["val_batches"], "must be >= 0 (0: all)")
     if task == "colorize":

@@ -15,6 +15,7 @@ from splitbrain import checkpoint as ckpt
 from splitbrain.data import StepBatches, eval_loader
 from splitbrain.metrics import ColorMetrics
 
+pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "tools" / "train.py"
 # Split-brain without normalisation layers: per-rank BatchNorm statistics would differ from the

@@ -1,4 +1,8 @@
-"""Staying power: signals stop a run with a checkpoint that resumes exactly."""
+"""Staying power: signals, bad settings, damaged checkpoints and data, diverging runs.
+
+Most tests run tools/train.py in a subprocess, as a user would, and are marked slow; CI runs
+them all (pytest selects every test unless told ``-m "not slow"``).
+"""
 
 import os
 import signal
@@ -17,6 +21,9 @@ TRAIN = ROOT / "tools" / "train.py"
 TINY = ["--task", "colorize", "data.crop=32", "data.val_crop=32", "data.train_length=16",
         "data.val_length=4", "optim.batch_size=4", "color.prior_images=8", "run.log_every=1",
         "run.image_every=1000", "run.val_every=1000", "run.ckpt_every=1000", "run.device=cpu"]
+
+
+pytestmark = pytest.mark.slow
 
 
 def env():
@@ -188,6 +195,7 @@ def test_unreadable_files_are_counted_by_reason_and_stop_the_run_past_the_limit(
     assert tolerant.returncode == 0, tolerant.stderr[-2000:]
     log = (tmp_path / "ok" / "train.log").read_text()
     assert "6 of 13 training files unreadable" in log.splitlines()[-1]
+    assert "epoch 0: " in log and "unreadable file(s) found" in log  # per-epoch count
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     events = EventAccumulator(str(tmp_path / "ok"))
     events.Reload()
@@ -266,3 +274,43 @@ def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_
     result = run([*TINY, f"color.prior={tmp_path / 'objects.npy'}", f"run.out={out}"])
     assert result.returncode == 2 and "cannot read prior" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_non_finite_steps_can_be_skipped_and_counted(tmp_path, monkeypatch):
+    from splitbrain import losses
+    from tools_util import run_tool
+
+    real, calls = losses.soft_cross_entropy, {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] in (3, 4) else loss
+
+    monkeypatch.setattr(losses, "soft_cross_entropy", poisoned)
+    out = tmp_path / "run"
+    assert run_tool("train", [*TINY, "optim.iterations=6", "run.nonfinite=skip",
+                              f"run.out={out}"]) == 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(out))
+    events.Reload()
+    assert events.Scalars("train/skipped_steps")[-1].value == 2
+    state = ckpt.load(out / "latest.pt")
+    assert state["step"] == 6
+    assert all(torch.isfinite(t).all() for t in state["state_dict"].values())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_without_a_gpu_is_refused_before_any_file(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY[:-1], "run.device=cuda", f"run.out={out}"])
+    assert result.returncode == 2 and "no CUDA GPU is available" in result.stderr
+    assert not out.exists()
+
+
+def test_a_validation_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path):
+    data = hostile_folder(tmp_path / "val", good=0, bad=4)
+    out = tmp_path / "run"
+    result = run([*TINY, f"data.val={data}", f"run.out={out}"])
+    assert result.returncode == 2 and "none of the 4 files tried out of 4" in result.stderr
+    assert not out.exists()

@@ -160,7 +160,8 @@ def main(argv=None):
                disable=None if ctx.is_main else True, dynamic_ncols=True)
     image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
     stop = StopSignals()
-    health = DataHealth(train_set, d["max_bad_fraction"], log, writer)
+    health = DataHealth(train_set, d["max_bad_fraction"], log, writer,
+                        loader.batch_sampler.steps_per_epoch)
     try:
         with stop:
             step, best_loss = engine.train(
@@ -172,7 +173,8 @@ def main(argv=None):
                 image_batch=image_batch, log_every=r["log_every"], image_every=r["image_every"],
                 val_every=r["val_every"], ckpt_every=r["ckpt_every"], writer=writer, log=log,
                 save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
-                sync_debug=r["sync_debug"], stop=stop, data_health=health)
+                sync_debug=r["sync_debug"], stop=stop, data_health=health,
+                skip_nonfinite=r["nonfinite"] == "skip")
         if ctx.is_main:
             save("latest", step, {"best_val_loss": best_loss})
             writer.close()
