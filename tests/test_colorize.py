@@ -298,3 +298,11 @@ def test_a_24_megapixel_photo_colorizes_in_under_1_5_gb(trained, tmp_path):
     peak_mib = int(result.stdout.split("peak")[-1]) / 1024  # ru_maxrss is in KiB on Linux
     assert peak_mib < 1536, peak_mib  # the whole process, torch included
     assert Image.open(tmp_path / "out" / "big.jpg").size == (6000, 4000)
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(trained, tmp_path, capsys):
+    photo((20, 20)).save(tmp_path / "p.png")
+    # /proc refuses new folders even to root, as a read-only mount does.
+    assert run_tool("colorize", [tmp_path / "p.png", "--ckpt", trained, "-o",
+                                 "/proc/splitbrain_out"]) == 2
+    assert "is not writable" in capsys.readouterr().err
