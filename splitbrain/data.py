@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .compat import torchvision
+from .data_health import SKIP_REASONS, skip_reason
 from .images import ImageReadError, find_images, is_image_path, load_rgb
 
 T = torchvision.transforms.v2
@@ -169,22 +170,6 @@ def _fit_regions(img, size):
 
 class UnreadableImageWarning(UserWarning):
     """A file of a dataset could not be decoded and is skipped."""
-
-
-# Why a file was skipped, as a small code kept in shared memory (0: readable or not tried).
-SKIP_REASONS = ("", "not an image", "truncated or corrupt", "empty file", "missing",
-                "too large", "other")
-
-
-def skip_reason(err):
-    """The :data:`SKIP_REASONS` entry of an :class:`ImageReadError`."""
-    reason = err.reason.lower()
-    for code, words in ((3, ("empty file",)), (4, ("file not found", "is a folder")),
-                        (5, ("too large",)), (1, ("cannot identify", "not an image")),
-                        (2, ("truncated", "broken", "corrupt", "decoder", "eof", "error"))):
-        if any(w in reason for w in words):
-            return SKIP_REASONS[code]
-    return SKIP_REASONS[-1]
 
 
 class _SkipUnreadable:
@@ -450,63 +435,3 @@ def eval_loader(dataset, batch_size, workers=0, max_batches=0, rank=0, world_siz
     per = -(-batch_size // world_size)
     batches = [[(i, i) for i in mine[s:s + per]] for s in range(0, len(mine), per)]
     return DataLoader(SeededSamples(dataset), batch_sampler=batches, num_workers=workers)
-
-
-# --- data health during a run ---------------------------------------------------------------------
-
-class DataHealthError(RuntimeError):
-    """Too large a share of a dataset's files is unreadable to go on."""
-
-
-class DataHealth:
-    """Counts a dataset's unreadable files as a run goes, logs them and stops past a limit.
-
-    Args:
-        dataset: a dataset with ``skip_counts()`` (folders of images); others are always fine.
-        max_bad_fraction: the share of unreadable files above which the run stops.
-        log: callable taking a line; writer: TensorBoard ``SummaryWriter`` or None.
-    """
-
-    def __init__(self, dataset, max_bad_fraction, log=print, writer=None, steps_per_epoch=0):
-        self.dataset, self.max_bad_fraction = dataset, max_bad_fraction
-        self.log, self.writer = log, writer
-        self.total = len(getattr(dataset, "_paths", ()))
-        self.reported = 0
-        self.steps_per_epoch = steps_per_epoch
-        self.epoch, self.at_epoch_start = None, {}
-
-    def counts(self):
-        return self.dataset.skip_counts() if hasattr(self.dataset, "skip_counts") else {}
-
-    def summary(self):
-        counts = self.counts()
-        bad = sum(counts.values())
-        detail = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
-        return bad, f"{bad} of {self.total} training files unreadable ({detail})"
-
-    def __call__(self, step):
-        """Log new skips (and each epoch's); raise DataHealthError past ``max_bad_fraction``."""
-        if self.steps_per_epoch:
-            epoch = (step - 1) // self.steps_per_epoch
-            counts = self.counts()
-            if self.epoch is not None and epoch != self.epoch:
-                new = {k: n - self.at_epoch_start.get(k, 0) for k, n in counts.items()}
-                new = {k: n for k, n in new.items() if n}
-                if new:
-                    self.log(f"epoch {self.epoch}: {sum(new.values())} unreadable file(s) found "
-                             f"({', '.join(f'{k}: {n}' for k, n in new.items())})")
-                self.at_epoch_start = counts
-            if self.epoch is None or epoch != self.epoch:
-                self.epoch = epoch
-        bad, text = self.summary()
-        if not bad or bad == self.reported:
-            return
-        self.reported = bad
-        self.log(f"step {step}: {text}")
-        if self.writer is not None:
-            self.writer.add_scalar("data/unreadable_files", bad, step)
-        if bad / self.total > self.max_bad_fraction:
-            raise DataHealthError(
-                f"{text}: {100 * bad / self.total:.0f}% is above data.max_bad_fraction="
-                f"{self.max_bad_fraction}; fix or remove the files (the warnings name each), "
-                f"or raise data.max_bad_fraction")

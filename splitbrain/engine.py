@@ -147,8 +147,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         stop: a ``runtime.StopSignals``; once it has received a signal the loop returns after
             the current step (in a distributed run, at the next logging step, when every rank
             agrees), and the caller saves.
-        data_health: called with the step at logging steps (``data.DataHealth``): logs
-            unreadable files and raises ``data.DataHealthError`` past its limit.
+        data_health: called with the step at logging steps (``data_health.DataHealth``): logs
+            unreadable files and raises ``data_health.DataHealthError`` past its limit.
         skip_nonfinite: skip (and count, as ``train/skipped_steps``) the updates of steps
             whose loss is not finite, instead of stopping the run.
 

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
-from splitbrain.data import (DataHealth, DataHealthError, build_dataset, eval_loader,
-                             train_loader)
+from splitbrain.data import build_dataset, eval_loader, train_loader
+from splitbrain.data_health import DataHealth, DataHealthError
 from splitbrain.runlog import RunLog, fatal
 from splitbrain.runtime import StopSignals
 

@@ -1,0 +1,79 @@
+"""Unreadable files in a long run: why each was skipped, and when to stop.
+
+Datasets of image folders (``data.ImageFiles``, ``data.LabelledFolder``) mark each file they
+cannot decode with a reason code in shared memory; :class:`DataHealth` reads those marks as
+the run goes, logs them (in total and per epoch) and stops the run past a set share.
+"""
+
+# Why a file was skipped, as a small code kept in shared memory (0: readable or not tried).
+SKIP_REASONS = ("", "not an image", "truncated or corrupt", "empty file", "missing",
+                "too large", "other")
+
+
+def skip_reason(err):
+    """The :data:`SKIP_REASONS` entry of an :class:`ImageReadError`."""
+    reason = err.reason.lower()
+    for code, words in ((3, ("empty file",)), (4, ("file not found", "is a folder")),
+                        (5, ("too large",)), (1, ("cannot identify", "not an image")),
+                        (2, ("truncated", "broken", "corrupt", "decoder", "eof", "error"))):
+        if any(w in reason for w in words):
+            return SKIP_REASONS[code]
+    return SKIP_REASONS[-1]
+
+
+class DataHealthError(RuntimeError):
+    """Too large a share of a dataset's files is unreadable to go on."""
+
+
+class DataHealth:
+    """Counts a dataset's unreadable files as a run goes, logs them and stops past a limit.
+
+    Args:
+        dataset: a dataset with ``skip_counts()`` (folders of images); others are always fine.
+        max_bad_fraction: the share of unreadable files above which the run stops.
+        log: callable taking a line; writer: TensorBoard ``SummaryWriter`` or None.
+    """
+
+    def __init__(self, dataset, max_bad_fraction, log=print, writer=None, steps_per_epoch=0):
+        self.dataset, self.max_bad_fraction = dataset, max_bad_fraction
+        self.log, self.writer = log, writer
+        self.total = len(getattr(dataset, "_paths", ()))
+        self.reported = 0
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch, self.at_epoch_start = None, {}
+
+    def counts(self):
+        return self.dataset.skip_counts() if hasattr(self.dataset, "skip_counts") else {}
+
+    def summary(self):
+        counts = self.counts()
+        bad = sum(counts.values())
+        detail = ", ".join(f"{reason}: {n}" for reason, n in counts.items())
+        return bad, f"{bad} of {self.total} training files unreadable ({detail})"
+
+    def __call__(self, step):
+        """Log new skips (and each epoch's); raise DataHealthError past ``max_bad_fraction``."""
+        if self.steps_per_epoch:
+            epoch = (step - 1) // self.steps_per_epoch
+            counts = self.counts()
+            if self.epoch is not None and epoch != self.epoch:
+                new = {k: n - self.at_epoch_start.get(k, 0) for k, n in counts.items()}
+                new = {k: n for k, n in new.items() if n}
+                if new:
+                    self.log(f"epoch {self.epoch}: {sum(new.values())} unreadable file(s) found "
+                             f"({', '.join(f'{k}: {n}' for k, n in new.items())})")
+                self.at_epoch_start = counts
+            if self.epoch is None or epoch != self.epoch:
+                self.epoch = epoch
+        bad, text = self.summary()
+        if not bad or bad == self.reported:
+            return
+        self.reported = bad
+        self.log(f"step {step}: {text}")
+        if self.writer is not None:
+            self.writer.add_scalar("data/unreadable_files", bad, step)
+        if bad / self.total > self.max_bad_fraction:
+            raise DataHealthError(
+                f"{text}: {100 * bad / self.total:.0f}% is above data.max_bad_fraction="
+                f"{self.max_bad_fraction}; fix or remove the files (the warnings name each), "
+                f"or raise data.max_bad_fraction")
