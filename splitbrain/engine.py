@@ -182,7 +182,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             scheduler.step()
             step += 1
             if skip_nonfinite:
-                skipped += int(not finite)  # decided already: no extra synchronisation
+                skipped += int(not finite)  # skip mode synchronises every step anyway
             else:
                 watch.add(step, logs["loss"], finite)
         meter.add(rgb.shape[0] * world)
