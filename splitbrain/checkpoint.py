@@ -20,6 +20,7 @@ import copy
 import hashlib
 import os
 import re
+import tempfile
 from pathlib import Path
 
 import torch
@@ -58,6 +59,26 @@ def atomic_write(path, write):
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_writable_folder(folder, option):
+    """Raise OSError unless ``folder`` is, or can be created as, a writable folder.
+
+    Args:
+        option: how the user named it (e.g. "run.out" or "-o"), for the message.
+    """
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OSError(f"{option} {folder}: {probe} is a file, not a folder; choose another "
+                      f"{option}")
+    try:  # a real write: permission bits do not tell for root, /proc or read-only mounts
+        os.rmdir(tempfile.mkdtemp(prefix=".splitbrain-write-test-", dir=probe))
+    except OSError as err:
+        raise OSError(f"{option} {folder}: {probe} is not writable ({err.strerror}); choose "
+                      f"another {option}") from None
 
 
 def save(state, path):

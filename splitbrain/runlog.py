@@ -36,6 +36,10 @@ class RunLog:
             f.write(line + "\n")
 
 
+def silent(message):
+    """The run log of ranks other than 0 in a distributed run: rank 0 speaks for the run."""
+
+
 def fatal(message, log=None, code=2):
     """Report a problem the user can fix, without a traceback, and exit non-zero."""
     text = f"error: {message}"

@@ -12,9 +12,7 @@ if any input failed.
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -98,20 +96,6 @@ def collect(inputs, out_dir, fmt):
     return jobs
 
 
-def check_out_dir(out_dir):
-    """Raise OSError unless ``out_dir`` is, or can be created as, a writable folder."""
-    probe = out_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OSError(f"-o {out_dir}: {probe} is a file, not a folder; give a folder")
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".splitbrain-write-test-", dir=probe))
-    except OSError as err:
-        raise OSError(f"-o {out_dir}: {probe} is not writable ({err.strerror}); choose "
-                      f"another folder") from None
-
-
 def save_image(array, path):
     """Write atomically so an interrupted run never leaves a half-written photo."""
     img = Image.fromarray(array)
@@ -123,7 +107,7 @@ def main(argv=None):
     args = parse_args(argv)
     out_dir = Path(args.out)
     try:
-        check_out_dir(out_dir)
+        ckpt.check_writable_folder(out_dir, "-o")
         jobs = collect(args.inputs, out_dir, args.format)
         colorizer = load_colorizer(args.ckpt, resolve_device(args.device), args.temperature,
                                    args.size)

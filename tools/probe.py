@@ -28,7 +28,7 @@ from splitbrain.probe.encoder import open_encoder
 from splitbrain.probe.report import format_table, save_results
 from splitbrain.probe.solver_sgd import SGDRecipe, probe_sgd
 from splitbrain.probe.solver_sklearn import probe_sklearn
-from splitbrain.runlog import RunLog, fatal
+from splitbrain.runlog import RunLog, fatal, silent
 
 SOLVERS = ("sgd", "sklearn")  # probe.solver: splitbrain.probe.solver_sgd | solver_sklearn
 SHORTHANDS = {"ckpt": "encoder.ckpt", "init": "encoder.init", "arch": "encoder.arch",
@@ -110,7 +110,7 @@ def main(argv=None):
         config_lib.save(cfg, run_dir / "config.yaml")
         log = RunLog(run_dir / "probe.log")
     else:
-        log = _silent
+        log = silent
     encoder.to(device)
     torch.manual_seed(r["seed"])
     log(f"probing {spec['name']} ({e['init']} weights, {e['ckpt'] or 'no checkpoint'}) on "
@@ -136,10 +136,6 @@ def main(argv=None):
             "world_size": ctx.world_size})
         log(f"done: results.csv and results.json in {run_dir}")
     distributed.close()
-
-
-def _silent(message):
-    """The log of ranks other than 0: rank 0 speaks for the run."""
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.p
 
 import argparse
 import collections
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -26,7 +24,7 @@ from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
 from splitbrain.data import build_dataset, eval_loader, train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
-from splitbrain.runlog import RunLog, fatal
+from splitbrain.runlog import RunLog, fatal, silent
 from splitbrain.runtime import StopSignals
 
 
@@ -81,7 +79,7 @@ def main(argv=None):
     # --- every check before any file is written ---------------------------------------------
     try:
         tasks.check_config(args.task, cfg)
-        check_writable(run_dir)
+        ckpt.check_writable_folder(run_dir, "run.out")
         train_set = build_dataset(d["train"], "train", d["crop"], train=True,
                                   length=d["train_length"], root=d["root"],
                                   download=d["download"], seed=r["seed"])
@@ -95,7 +93,7 @@ def main(argv=None):
                               ctx.rank, ctx.world_size)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as err:
         fatal(err)
-    log = RunLog() if ctx.is_main else _silent  # lines wait for train.log until it exists
+    log = RunLog() if ctx.is_main else silent  # lines wait for train.log until it exists
     log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
     log(f"data: {len(train_set)} training items, {len(val_set)} validation items")
 
@@ -217,25 +215,6 @@ def apply_optim_changes(optimizer, scheduler, before, now, step):
     scheduler.milestones = collections.Counter(now["lr_steps"])
     scheduler.gamma = now["lr_gamma"]
     return [f"resumed with optim.{k} = {now[k]} (was {before.get(k)})" for k in changed]
-
-
-def check_writable(run_dir):
-    """Raise OSError unless ``run_dir`` exists as a writable folder or can be created."""
-    probe = run_dir
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        raise OSError(f"run.out={run_dir}: {probe} is a file, not a folder; choose another "
-                      f"run.out")
-    try:  # a real write: permission bits do not tell for root, /proc or read-only mounts
-        os.rmdir(tempfile.mkdtemp(prefix=".splitbrain-write-test-", dir=probe))
-    except OSError as err:
-        raise OSError(f"run.out={run_dir}: {probe} is not writable ({err.strerror}); choose "
-                      f"another run.out") from None
-
-
-def _silent(message):
-    """The run log of ranks other than 0: rank 0 speaks for the run."""
 
 
 if __name__ == "__main__":
