@@ -216,3 +216,38 @@ def test_probe_runs_under_torchrun_with_one_set_of_results(tmp_path):
     refused = torchrun([*args, "probe.solver=sklearn", "--out", tmp_path / "sk"],
                        script=ROOT / "tools" / "probe.py")
     assert refused.returncode != 0 and "without torchrun" in refused.stderr
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_through_rendezvous_match_one_node_with_two_processes(tmp_path):
+    """Multi-node launch as README shows it (c10d rendezvous), with two 'nodes' on this host:
+    two torchrun agents of one process each must train exactly as one agent of two."""
+    port = free_port()
+    args = [*TINY, "optim.iterations=3", "run.val_every=1000", f"run.out={tmp_path / 'nodes'}"]
+    agents = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+         "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=splitbrain-test",
+         str(TRAIN), *args],
+        env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)]
+    try:
+        results = [agent.communicate(timeout=300) for agent in agents]
+    finally:
+        for agent in agents:
+            if agent.poll() is None:
+                kill_all(agent)
+    for agent, (_, err) in zip(agents, results):
+        assert agent.returncode == 0, err[-3000:]
+    one_node = torchrun([*TINY, "optim.iterations=3", "run.val_every=1000",
+                         f"run.out={tmp_path / 'one_node'}"])
+    assert one_node.returncode == 0, one_node.stderr[-3000:]
+    a = weights(tmp_path / "nodes" / "latest.pt")
+    b = weights(tmp_path / "one_node" / "latest.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a), max_diff(a, b)
+    assert ckpt.load(tmp_path / "nodes" / "latest.pt")["config"]["run"]["world_size"] == 2
