@@ -2,14 +2,15 @@
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts::
 
-    {"format": "splitbrain", "version": 2, "task": "colorize",
+    {"format": "splitbrain", "version": 3, "task": "colorize",
      "model": {"name": "eccv16", "kwargs": {...}}, "state_dict": {...},
      "color": {"head": "cl", "ab_centres": (313, 2) tensor, "class_weights": (313,) tensor, ...},
      "config": {...}, "step": 1200, "optimizer": {...}, "scheduler": {...}, "metrics": {...}}
 
 so ``torch.load(..., weights_only=True)`` can read it. :func:`load` also accepts version-1
-checkpoints (head kinds named "classification" / "regression") and the official ECCV16 release
-weights, and hands every caller the same current layout; :func:`build_model` turns any of them
+checkpoints (head kinds named "classification" / "regression"), version-2 ones (downsampling
+named ``pool: max | maxblur`` rather than the anti-aliasing filter size ``blur``) and the
+official ECCV16 release weights, and hands every caller the same current layout; :func:`build_model` turns any of them
 into the network they hold.
 
 Every file the project writes (checkpoints, priors, configs, colorized photos) goes through
@@ -26,9 +27,12 @@ from pathlib import Path
 import torch
 
 FORMAT = "splitbrain"
-VERSION = 2
+VERSION = 3
 # Version 1 named the head kinds in full; they are "cl" and "reg" everywhere now.
 _OLD_HEAD_NAMES = {"classification": "cl", "regression": "reg"}
+# Versions 1 and 2 named the downsampling; version 3 records the anti-aliasing filter size
+# ("maxblur" always used the 3-tap binomial filter).
+_OLD_POOL_BLUR = {"max": 1, "maxblur": 3}
 
 # The official PyTorch ECCV16 release multiplies the last layer's logits by this factor (the
 # annealing folded into the weights) before its softmax; 1 / 2.606 is its temperature.
@@ -220,10 +224,18 @@ def load(path, task=None, map_location="cpu"):
 
 
 def _upgrade(state):
-    """A version-1 checkpoint in the version-2 layout: head kinds "cl" / "reg"."""
-    if state.get("version", 1) >= VERSION:
+    """An older checkpoint in the current layout.
+
+    Version 1 -> 2: head kinds "cl" / "reg". Version 2 -> 3: ``pool: max | maxblur`` becomes
+    the anti-aliasing filter size ``blur: 1 | 3``, in the model's arguments and its config.
+    """
+    version = state.get("version", 1)
+    if version >= VERSION:
         return state
     state = dict(state, version=VERSION)
+    _upgrade_pool(state)
+    if version >= 2:
+        return state
     if isinstance(state.get("color"), dict) and "head" in state["color"]:
         head = state["color"]["head"]
         state["color"] = dict(state["color"], head=_OLD_HEAD_NAMES.get(head, head))
@@ -235,6 +247,21 @@ def _upgrade(state):
         config["model"]["head"] = _OLD_HEAD_NAMES.get(loss, loss)
         state["config"] = config
     return state
+
+
+def _upgrade_pool(state):
+    """Replace a recorded ``pool`` choice by the filter size it stood for, in place."""
+    spec = state.get("model")
+    if isinstance(spec, dict) and isinstance(spec.get("kwargs"), dict) and "pool" in spec["kwargs"]:
+        kwargs = dict(spec["kwargs"])
+        kwargs["blur"] = _OLD_POOL_BLUR.get(kwargs.pop("pool"), 1)
+        state["model"] = dict(spec, kwargs=kwargs)
+    config = state.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model"), dict) \
+            and "pool" in config["model"]:
+        config = copy.deepcopy(config)
+        config["model"]["blur"] = _OLD_POOL_BLUR.get(config["model"].pop("pool"), 1)
+        state["config"] = config
 
 
 def load_state_dict(model, state_dict, path="checkpoint"):

@@ -45,9 +45,16 @@ def flatten(cfg, prefix=""):
     return out
 
 
+# Keys that were renamed, with what to write instead.
+RENAMED = {"pool": "blur: 1 for pool: max, blur: 3 for pool: maxblur (the anti-aliasing "
+                   "filter size; 2 and 5 are new)"}
+
+
 def _unknown_key(key, valid):
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
+    if key.split(".")[-1] in RENAMED:
+        hint = f"; it was renamed: write {RENAMED[key.split('.')[-1]]}"
     return ConfigError(f"unknown config key {key!r}{hint} (valid keys: {', '.join(sorted(valid))})")
 
 

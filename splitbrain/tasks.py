@@ -27,7 +27,7 @@ class Setup:
 
 def colorize_model_spec(cfg):
     m = cfg["model"]
-    kwargs = {"pool": m["pool"], "l_norm": m["l_norm"]}
+    kwargs = {"blur": m["blur"], "l_norm": m["l_norm"]}
     if m["head"] == "reg":
         kwargs["num_classes"] = 2  # the head predicts ab / AB_SCALE directly
     return {"name": m["name"], "kwargs": kwargs}
@@ -57,7 +57,7 @@ def colorize_color_state(cfg, model, prior):
 
 def splitbrain_model_spec(cfg):
     m = cfg["model"]
-    return {"name": m["name"], "kwargs": {"pool": m["pool"], "padding": m["padding"],
+    return {"name": m["name"], "kwargs": {"blur": m["blur"], "padding": m["padding"],
                                           "norm": m["norm"], "heads": list(m["heads"]),
                                           "half": m["half"]}}
 
@@ -161,6 +161,7 @@ def check_config(task, cfg):
         ValueError: naming every problem found, each with its key.
     """
     from .models import MODELS
+    from .models.layers import BLUR_SIZES
     from .runtime import PRECISIONS
 
     m, d, c, o, r = cfg["model"], cfg["data"], cfg["color"], cfg["optim"], cfg["run"]
@@ -171,6 +172,8 @@ def check_config(task, cfg):
             problems.append(f"{key}={value!r}: {what}")
 
     need(m["name"] in MODELS, "model.name", m["name"], f"one of {', '.join(MODELS)}")
+    need(m["blur"] in BLUR_SIZES, "model.blur", m["blur"],
+         f"anti-aliasing filter size, one of {' | '.join(map(str, BLUR_SIZES))} (1: off)")
     need(r["precision"] in PRECISIONS, "run.precision", r["precision"],
          f"one of {', '.join(PRECISIONS)}")
     for key in ("batch_size", "iterations"):

@@ -121,7 +121,9 @@ def _trained_state(task, model_name, **kwargs):
 
 
 @pytest.mark.parametrize("task,name,kwargs", [
-    ("colorize", "eccv16_small", {"pool": "max", "l_norm": "unit"}),
+    ("colorize", "eccv16_small", {"blur": 1, "l_norm": "unit"}),
+    ("colorize", "eccv16_small", {"blur": 5}),
+    ("splitbrain", "splitbrain_alexnet_small", {"half": "both", "blur": 2}),
     ("colorize", "alexnet_colorization_small", {"num_classes": 2}),
     ("splitbrain", "splitbrain_alexnet_small", {"half": "both", "heads": ["cl", "reg"]}),
     ("splitbrain", "splitbrain_alexnet_small", {"half": "ab2l", "padding": "official"}),
@@ -161,6 +163,25 @@ def test_version_1_checkpoints_load_with_the_current_head_names(tmp_path):
     assert loaded["version"] == ckpt.VERSION and loaded["color"]["head"] == "reg"
     assert loaded["config"]["model"]["head"] == "reg" and "loss" not in loaded["config"]
     assert ckpt.build_model(loaded) is not None
+
+
+@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("pool,blur", [("max", 1), ("maxblur", 3)])
+def test_checkpoints_that_name_the_pool_load_with_its_filter_size(tmp_path, version, pool, blur):
+    # Before version 3, "maxblur" meant the 3-tap binomial filter and "max" no filter.
+    state, model = _trained_state("splitbrain", "splitbrain_alexnet_small", half="both",
+                                  blur=blur)
+    state["model"]["kwargs"] = {"half": "both", "pool": pool}
+    config = {"model": {"name": "splitbrain_alexnet_small", "pool": pool, "head": "cl"}}
+    torch.save({"format": "splitbrain", "version": version, **state, "config": config},
+               tmp_path / "old.pt")
+    loaded = ckpt.load(tmp_path / "old.pt")
+    assert loaded["model"]["kwargs"]["blur"] == blur and "pool" not in loaded["model"]["kwargs"]
+    assert loaded["config"]["model"]["blur"] == blur and "pool" not in loaded["config"]["model"]
+    x = torch.rand(1, 3, 96, 96) * 50
+    with torch.no_grad():
+        same = zip(model.eval()(x), ckpt.build_model(loaded).eval()(x))
+    assert all(torch.equal(a, b) for a, b in same)
 
 
 def test_resume_restores_weights_optimiser_and_schedule(tmp_path):

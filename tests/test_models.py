@@ -1,3 +1,5 @@
+import math
+
 import kornia
 import pytest
 import torch
@@ -8,6 +10,7 @@ from splitbrain.models import MODELS, AlexNetEncoder, SplitBrain, SplitBrainHalf
 from splitbrain.models.layers import make_pool, make_strided_conv
 
 SPLITBRAIN_MODELS = ("splitbrain_alexnet", "splitbrain_alexnet_small")
+SMALL_MODELS = ("eccv16_small", "alexnet_colorization_small", "splitbrain_alexnet_small")
 
 # name -> (input size, expected output shapes (C, h, w) per head), from the architectures:
 # ECCV16 predicts at 1/4 resolution; AlexNet at 67 px: conv1 15 -> pool1 7 -> pool2 3, kept by
@@ -56,11 +59,11 @@ def test_unknown_model_name_lists_the_valid_ones():
         build_model("resnet50")
 
 
-@pytest.mark.parametrize("pool", ["max", "maxblur"])
+@pytest.mark.parametrize("blur", [1, 3])
 @pytest.mark.parametrize("name", list(MODELS))
-def test_forward_backward_shapes_and_gradients(name, pool):
+def test_forward_backward_shapes_and_gradients(name, blur):
     torch.manual_seed(0)
-    model = build_model(name, pool=pool).train()
+    model = build_model(name, blur=blur).train()
     size, expected = EXPECTED[name]
     outputs = as_list(model(model_input(model, lab_batch(2, size))))
     assert [tuple(o.shape) for o in outputs] == [(2, *shape) for shape in expected]
@@ -73,13 +76,55 @@ def test_forward_backward_shapes_and_gradients(name, pool):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
+@pytest.mark.parametrize("blur", [2, 5])
+@pytest.mark.parametrize("name", SMALL_MODELS)
+def test_every_filter_size_keeps_the_output_shapes(name, blur):
+    size, expected = EXPECTED[name]
+    with torch.no_grad():
+        outputs = as_list(build_model(name, blur=blur).eval()(
+            model_input(build_model(name), lab_batch(1, size))))
+    assert [tuple(o.shape) for o in outputs] == [(1, *shape) for shape in expected]
+
+
 @pytest.mark.parametrize("name", list(MODELS))
-def test_maxblur_uses_antialiased_downsampling(name):
-    model = build_model(name, pool="maxblur")
-    blur = (kornia.filters.MaxBlurPool2D, kornia.filters.BlurPool2D)
-    assert any(isinstance(m, blur) for m in model.modules())
+def test_blur_sets_the_antialiasing_filter_of_every_downsampling(name):
+    blurring = (kornia.filters.MaxBlurPool2D, kornia.filters.BlurPool2D)
     plain = build_model(name)
-    assert not any(isinstance(m, blur) for m in plain.modules())
+    assert not any(isinstance(m, blurring) for m in plain.modules())
+    for size in (2, 3, 5):
+        found = [m for m in build_model(name, blur=size).modules() if isinstance(m, blurring)]
+        # ECCV16: three strided convolutions; AlexNets: pool1 and pool2 (of each half).
+        halves = 2 if name.startswith("splitbrain") else 1
+        assert len(found) == (3 if name.startswith("eccv16") else 2 * halves)
+        # The filter is the binomial one of that size (outer product of Pascal's row).
+        row = torch.tensor([math.comb(size - 1, i) for i in range(size)], dtype=torch.float32)
+        want = torch.outer(row, row) / row.sum() ** 2
+        for module in found:
+            assert torch.allclose(module.kernel.reshape(-1, size, size)[0], want)
+
+
+# Total stride at a feature tap: a circular shift of the input by it must shift the tap by
+# exactly one cell wherever neither map's receptive field reaches the border or the wrap.
+TOTAL_STRIDE = {"eccv16_small": ("conv3", 8, 224), "alexnet_colorization_small": ("conv5", 16, 387),
+                "splitbrain_alexnet_small": ("conv5", 16, 387)}
+
+
+@pytest.mark.parametrize("blur", [1, 2, 3, 5])
+@pytest.mark.parametrize("name", list(TOTAL_STRIDE))
+def test_a_shift_by_the_total_stride_shifts_the_features_by_one_cell(name, blur):
+    layer, stride, size = TOTAL_STRIDE[name]
+    torch.manual_seed(0)
+    model = build_model(name, blur=blur).eval()
+    x = model_input(model, lab_batch(1, size))
+    shifted = torch.roll(x, shifts=(stride, stride), dims=(-2, -1))
+    with torch.no_grad():
+        a = model.forward_features(x, [layer])[layer]
+        b = model.forward_features(shifted, [layer])[layer]
+    m = 6  # cells whose receptive field reaches the border or the wrapped strip are left out
+    assert a.shape[-1] > 2 * m + 2
+    inner_a, inner_b = a[..., m:-m - 1, m:-m - 1], b[..., m + 1:-m, m + 1:-m]
+    assert inner_a.abs().max() > 0
+    assert torch.allclose(inner_b, inner_a, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -89,8 +134,8 @@ def test_models_record_their_constructor_conventions(name):
     assert isinstance(model.num_classes, (int, list))
     with pytest.raises(ValueError, match="unit"):
         build_model(name, l_norm="caffe")
-    with pytest.raises(ValueError, match="max, maxblur"):
-        build_model(name, pool="avg")
+    with pytest.raises(ValueError, match=r"model\.blur.*1, 2, 3, 5"):
+        build_model(name, blur=4)
 
 
 @pytest.mark.parametrize("l_norm", ["unit", "center"])
@@ -255,33 +300,35 @@ def test_eccv16_regression_head_and_odd_sizes():
         assert model(torch.rand(1, 1, 100, 100) * 100).shape == (1, 2, 26, 26)
 
 
-def test_eccv16_maxblur_keeps_output_size():
-    model = build_model("eccv16_small", pool="maxblur").eval()
+def test_eccv16_antialiased_keeps_output_size():
+    model = build_model("eccv16_small", blur=3).eval()
     with torch.no_grad():
         assert model(torch.rand(1, 1, 100, 100) * 100).shape == (1, 313, 26, 26)
 
 
 # --- downsampling ----------------------------------------------------------------------------
 
+@pytest.mark.parametrize("blur", [2, 3, 5])
 @pytest.mark.parametrize("size", [8, 13, 27, 54, 55])
 @pytest.mark.parametrize("padding", [0, 1])
-def test_maxblur_pool_matches_max_pool_sizes(size, padding):
+def test_maxblur_pool_matches_max_pool_sizes(size, padding, blur):
     x = torch.randn(1, 4, size, size)
-    plain = make_pool("max", 3, 2, padding)(x)
-    blurred = make_pool("maxblur", 3, 2, padding)(x)
+    plain = make_pool(1, 3, 2, padding)(x)
+    blurred = make_pool(blur, 3, 2, padding)(x)
     assert blurred.shape == plain.shape
     assert torch.isfinite(blurred).all()
 
 
 def test_maxblur_at_stride_one_is_plain_max_pooling():
-    assert isinstance(make_pool("maxblur", 3, 1, 1), nn.MaxPool2d)
+    assert isinstance(make_pool(3, 3, 1, 1), nn.MaxPool2d)
 
 
+@pytest.mark.parametrize("blur", [2, 3, 5])
 @pytest.mark.parametrize("size", [47, 48])
-def test_antialiased_strided_conv_keeps_the_size(size):
+def test_antialiased_strided_conv_keeps_the_size(size, blur):
     x = torch.randn(1, 3, size, size)
-    plain = nn.Sequential(*make_strided_conv("max", 3, 8, 2))(x)
-    blurred = nn.Sequential(*make_strided_conv("maxblur", 3, 8, 2))(x)
+    plain = nn.Sequential(*make_strided_conv(1, 3, 8, 2))(x)
+    blurred = nn.Sequential(*make_strided_conv(blur, 3, 8, 2))(x)
     assert blurred.shape == plain.shape == (1, 8, (size + 1) // 2, (size + 1) // 2)
 
 

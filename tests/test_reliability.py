@@ -101,6 +101,8 @@ def test_a_second_signal_exits_at_once(tmp_path):
     ("run.precision=fp64", "run.precision='fp64'"),
     ("model.name=resnet", "model.name='resnet'"),
     ("model.head=classification", "model.head='classification'"),
+    ("model.blur=4", "model.blur=4: anti-aliasing filter size, one of 1 | 2 | 3 | 5"),
+    ("model.pool=maxblur", "renamed: write blur: 1 for pool: max, blur: 3 for pool: maxblur"),
     ("data.workers=-1", "data.workers=-1"),
     ("optim.betas=[0.9]", "optim.betas=[0.9]: two numbers"),
     ("color.prior=/no/such/prior.npy", "color.prior='/no/such/prior.npy': file not found"),

@@ -110,3 +110,28 @@ def test_resume_from_a_checkpoint_of_another_task_is_refused(tmp_path, capsys):
     ckpt.save({"task": "probe", "config": {}}, out / "latest.pt")
     assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 2
     assert "task 'probe'" in capsys.readouterr().err
+
+
+def test_the_antialiasing_filter_travels_from_training_to_colorizing_and_probing(tmp_path):
+    import kornia
+
+    from splitbrain.colorize import load_colorizer
+    from splitbrain.probe.encoder import open_encoder
+
+    out = tmp_path / "aa"
+    assert train(out, "model.blur=5", "model.name=alexnet_colorization_small", "data.crop=67",
+                 "data.val_crop=67", iterations=2) == 0
+    state = ckpt.load(out / "latest.pt")
+    assert state["model"]["kwargs"]["blur"] == 5 and state["config"]["model"]["blur"] == 5
+    colorizer = load_colorizer(out / "latest.pt")
+    encoder, spec, _ = open_encoder(out / "latest.pt", layers="conv3")
+    assert spec["kwargs"]["blur"] == 5
+    for net in (colorizer.model, encoder.model):
+        kernels = [m.kernel for m in net.modules()
+                   if isinstance(m, (kornia.filters.BlurPool2D, kornia.filters.MaxBlurPool2D))]
+        assert len(kernels) == 2 and all(k.shape[-2:] == (5, 5) for k in kernels)  # pool1, pool2
+    # The rebuilt network is the trained one: same weights, same output.
+    x = torch.rand(1, 1, 67, 67) * 100
+    trained = ckpt.build_model(state).eval()
+    with torch.no_grad():
+        assert torch.equal(colorizer.model(x), trained(x))

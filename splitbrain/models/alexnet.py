@@ -21,7 +21,8 @@ Both use the same weights, so a net trained with one can be run with the other.
 import torch.nn as nn
 
 from .. import color
-from .layers import NORMS, POOLS, check_choice, check_l_norm, conv_bn_relu, make_pool, run_taps
+from .layers import (NORMS, check_blur, check_choice, check_l_norm, conv_bn_relu, make_pool,
+                     run_taps)
 
 ALEXNET_WIDTHS = (96, 256, 384, 384, 256)
 SMALL_WIDTHS = tuple(w // 4 for w in ALEXNET_WIDTHS)
@@ -69,27 +70,27 @@ class AlexNetEncoder(_Tapped):
         in_channels: input channels (1 for L, 2 for ab, 3 for Lab, ...).
         widths: output channels of conv1..conv5.
         norm: "bn", "lrn" or "none".
-        pool: "max" or "maxblur" (anti-aliased pool1 and pool2).
+        blur: anti-aliasing filter size of pool1 and pool2: 1 (plain max pooling), 2, 3 or 5.
         padding: "alexnet" or "official"; see the module docstring.
     """
 
-    def __init__(self, in_channels=1, widths=ALEXNET_WIDTHS, norm="bn", pool="max",
+    def __init__(self, in_channels=1, widths=ALEXNET_WIDTHS, norm="bn", blur=1,
                  padding="alexnet"):
         super().__init__()
         if len(widths) != 5:
             raise ValueError(f"widths needs 5 entries (conv1..conv5), got {len(widths)}")
         check_choice("norm", norm, NORMS)
-        check_choice("pool", pool, POOLS)
+        check_blur(blur)
         check_choice("padding", padding, tuple(PADDINGS))
         conv1_pad, pool_pad = PADDINGS[padding]
         w1, w2, w3, w4, w5 = widths
         self.in_channels = in_channels
         self.conv1 = conv_bn_relu(in_channels, w1, 11, stride=4, padding=conv1_pad, norm=norm)
         self.norm1 = _lrn() if norm == "lrn" else nn.Identity()
-        self.pool1 = make_pool(pool, 3, 2, pool_pad)
+        self.pool1 = make_pool(blur, 3, 2, pool_pad)
         self.conv2 = conv_bn_relu(w1, w2, 5, padding=2, norm=norm)
         self.norm2 = _lrn() if norm == "lrn" else nn.Identity()
-        self.pool2 = make_pool(pool, 3, 2, pool_pad)
+        self.pool2 = make_pool(blur, 3, 2, pool_pad)
         self.conv3 = conv_bn_relu(w2, w3, 3, padding=1, norm=norm)
         self.conv4 = conv_bn_relu(w3, w4, 3, padding=1, norm=norm)
         self.conv5 = conv_bn_relu(w4, w5, 3, padding=1, norm=norm)
@@ -121,16 +122,16 @@ class AlexNetFCN(_Tapped):
         num_classes: channels of the head's output.
         widths: conv1..conv5 output channels.
         fc_width: channels of fc6 and fc7.
-        norm, pool, padding: as for :class:`AlexNetEncoder`; with ``norm="bn"`` fc6 and fc7
+        norm, blur, padding: as for :class:`AlexNetEncoder`; with ``norm="bn"`` fc6 and fc7
             are followed by BatchNorm too.
     """
 
     def __init__(self, in_channels, num_classes, widths=ALEXNET_WIDTHS, fc_width=FC_WIDTH,
-                 norm="bn", pool="max", padding="alexnet"):
+                 norm="bn", blur=1, padding="alexnet"):
         super().__init__()
-        self.encoder = AlexNetEncoder(in_channels, widths, norm, pool, padding)
+        self.encoder = AlexNetEncoder(in_channels, widths, norm, blur, padding)
         self.in_channels, self.num_classes = in_channels, num_classes
-        self.pool5 = make_pool(pool, 3, 1, padding=1)  # stride 1: keeps conv5's resolution
+        self.pool5 = make_pool(blur, 3, 1, padding=1)  # stride 1: keeps conv5's resolution
         self.fc6 = conv_bn_relu(widths[4], fc_width, 6, padding=5, dilation=2, norm=norm)
         self.fc7 = conv_bn_relu(fc_width, fc_width, 1, norm=norm)
         self.head = nn.Conv2d(fc_width, num_classes, 1)
@@ -153,16 +154,16 @@ class AlexNetColorization(AlexNetFCN):
 
     Args:
         num_classes: 313 ab bins, or 2 for an ab regression head.
-        widths, fc_width, norm, pool, padding: as for :class:`AlexNetFCN`.
+        widths, fc_width, norm, blur, padding: as for :class:`AlexNetFCN`.
         l_norm: "unit" ((L - 50) / 100) or "center" (L - 50, the Caffe nets).
 
     Input: raw L, (B, 1, H, W). Output: logits (B, num_classes, h, w); for 227 px, h = 13.
     """
 
     def __init__(self, num_classes=color.NUM_AB_BINS, widths=ALEXNET_WIDTHS, fc_width=FC_WIDTH,
-                 norm="bn", pool="max", padding="alexnet", l_norm="unit"):
+                 norm="bn", blur=1, padding="alexnet", l_norm="unit"):
         check_l_norm(l_norm)
-        super().__init__(1, num_classes, widths, fc_width, norm, pool, padding)
+        super().__init__(1, num_classes, widths, fc_width, norm, blur, padding)
         self.l_norm = l_norm
 
     def forward_features(self, L, layers=CONV_LAYERS):

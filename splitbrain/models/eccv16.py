@@ -14,15 +14,15 @@ core, so that key is not part of this network; a loader drops it (and may read t
 from it), as ``splitbrain.colorize.from_official_eccv16`` does. The release has no BatchNorm
 ``num_batches_tracked`` buffers; ``load_state_dict`` fills in missing ones by itself.
 
-With ``pool="maxblur"`` the three strided convolutions become stride-1 convolution + ReLU +
-blur pool, which shifts the BatchNorm index of blocks 1-3 by one: such a model no longer
-matches the release keys, by design.
+With ``blur`` > 1 the three strided convolutions become stride-1 convolution + ReLU + blur
+pool (anti-aliased, filter size ``blur``), which shifts the BatchNorm index of blocks 1-3 by
+one: such a model no longer matches the release keys, by design.
 """
 
 import torch.nn as nn
 
 from .. import color
-from .layers import POOLS, check_choice, check_l_norm, make_strided_conv, run_taps
+from .layers import check_blur, check_l_norm, make_strided_conv, run_taps
 
 # Output channels of blocks 1..8 (block 8 before the 1×1 classifier).
 ECCV16_WIDTHS = (64, 128, 256, 512, 512, 512, 512, 256)
@@ -44,7 +44,7 @@ class ECCV16(nn.Module):
         widths: output channels of blocks 1..8 (the default is the published network).
         l_norm: how raw L in [0, 100] is normalised: "unit" ((L - 50) / 100, the PyTorch
             release) or "center" (L - 50, the Caffe nets).
-        pool: "max" (the published strided convolutions) or "maxblur" (anti-aliased).
+        blur: anti-aliasing filter size: 1 (the published strided convolutions), 2, 3 or 5.
 
     Input: raw L, (B, 1, H, W). Output: logits (B, num_classes, H/4, W/4) for H, W divisible
     by 8 (otherwise ceil(ceil(ceil(H/2)/2)/2) * 2).
@@ -57,12 +57,12 @@ class ECCV16(nn.Module):
     in_channels = 1
 
     def __init__(self, num_classes=color.NUM_AB_BINS, widths=ECCV16_WIDTHS, l_norm="unit",
-                 pool="max"):
+                 blur=1):
         super().__init__()
         if len(widths) != 8:
             raise ValueError(f"widths needs 8 entries (blocks 1..8), got {len(widths)}")
         check_l_norm(l_norm)
-        check_choice("pool", pool, POOLS)
+        check_blur(blur)
         self.num_classes, self.l_norm = num_classes, l_norm
 
         cin = self.in_channels
@@ -71,7 +71,7 @@ class ECCV16(nn.Module):
             layers = []
             for j in range(n_convs):
                 if j == n_convs - 1 and stride > 1:
-                    layers += make_strided_conv(pool, cin, cout, stride)
+                    layers += make_strided_conv(blur, cin, cout, stride)
                 else:
                     layers += [nn.Conv2d(cin, cout, 3, 1, padding=dilation, dilation=dilation),
                                nn.ReLU(inplace=True)]

@@ -1,11 +1,12 @@
 """Building blocks shared by the networks: downsampling, conv blocks, named feature taps.
 
-Every way a network reduces resolution is built here, so one ``pool`` argument switches a
-whole model between the published downsampling ("max": max pooling, or a strided convolution
-where the network has no pooling) and anti-aliased downsampling ("maxblur", Zhang, "Making
-Convolutional Networks Shift-Invariant Again", ICML 2019): max pooling at stride 1 followed
-by a strided binomial blur, and stride-1 convolution + ReLU followed by a strided blur in place
-of a strided convolution. Both kinds give the same output sizes.
+Every way a network reduces resolution is built here, so one ``blur`` argument (the size of
+the anti-aliasing filter) switches a whole model between the published downsampling
+(``blur=1``: max pooling, or a strided convolution where the network has no pooling) and
+anti-aliased downsampling (``blur`` 2, 3 or 5; Zhang, "Making Convolutional Networks
+Shift-Invariant Again", ICML 2019): max pooling at stride 1 followed by a strided binomial
+blur of that size, and stride-1 convolution + ReLU followed by a strided blur in place of a
+strided convolution. All sizes give the same output sizes.
 """
 
 import kornia
@@ -13,9 +14,10 @@ import torch.nn as nn
 
 from .. import color
 
-POOLS = ("max", "maxblur")
+# Anti-aliasing filter sizes of the paper's tables: 1 = none (the published network), then the
+# binomial filters [1, 1], [1, 2, 1] and [1, 4, 6, 4, 1] (kornia's Pascal-triangle kernels).
+BLUR_SIZES = (1, 2, 3, 5)
 NORMS = ("bn", "lrn", "none")
-BLUR_KERNEL_SIZE = 3  # binomial [1, 2, 1] blur of the anti-aliased downsampling
 
 
 def check_choice(what, value, valid):
@@ -29,49 +31,55 @@ def check_l_norm(l_norm):
     check_choice("L normalisation", l_norm, tuple(color.L_NORMS))
 
 
-def make_pool(kind, kernel_size, stride, padding=0):
+def check_blur(blur):
+    """Fail at construction on an anti-aliasing filter size the paper does not use."""
+    check_choice("anti-aliasing filter size (model.blur)", blur, BLUR_SIZES)
+
+
+def make_pool(blur, kernel_size, stride, padding=0):
     """Max pooling, plain or anti-aliased.
 
     Args:
-        kind: "max" (``nn.MaxPool2d``, floor rounding) or "maxblur" (``MaxBlurPool2D``: max
-            over ``kernel_size`` at stride 1, then a strided blur).
+        blur: anti-aliasing filter size; 1 gives ``nn.MaxPool2d`` (floor rounding), 2, 3 or 5
+            give ``MaxBlurPool2D`` (max over ``kernel_size`` at stride 1, then a strided
+            ``blur`` × ``blur`` binomial blur).
         kernel_size: max-pooling window.
         stride: downsampling factor. At stride 1 nothing is subsampled, so there is nothing
-            to anti-alias and both kinds give plain max pooling.
+            to anti-alias and every size gives plain max pooling.
         padding: implicit -inf padding on each side, as ``nn.MaxPool2d`` pads.
 
     Returns:
-        A module mapping (B, C, H, W) to (B, C, floor((H + 2p - k) / s) + 1, ...) for both kinds.
+        A module mapping (B, C, H, W) to (B, C, floor((H + 2p - k) / s) + 1, ...) for every size.
     """
-    check_choice("pool", kind, POOLS)
-    if kind == "max" or stride == 1:
+    check_blur(blur)
+    if blur == 1 or stride == 1:
         return nn.MaxPool2d(kernel_size, stride, padding)
     if not 0 <= padding <= kernel_size // 2:
         raise ValueError(f"padding must be in 0..{kernel_size // 2}, got {padding}")
-    pool = kornia.filters.MaxBlurPool2D(BLUR_KERNEL_SIZE, stride=stride,
-                                        max_pool_size=kernel_size)
+    pool = kornia.filters.MaxBlurPool2D(blur, stride=stride, max_pool_size=kernel_size)
     if padding == 0:
         return pool
     # -inf never wins a max and every window keeps at least one real value (padding <= k // 2).
     return nn.Sequential(nn.ConstantPad2d(padding, float("-inf")), pool)
 
 
-def make_strided_conv(kind, in_channels, out_channels, stride, kernel_size=3, padding=1):
+def make_strided_conv(blur, in_channels, out_channels, stride, kernel_size=3, padding=1):
     """A downsampling convolution followed by its ReLU, as a list of modules.
 
     Args:
-        kind: "max" gives the published strided convolution ``[Conv(stride), ReLU]``;
-            "maxblur" gives the anti-aliased ``[Conv(stride 1), ReLU, BlurPool2D(stride)]``.
-            Both give ceil(H / stride) rows for a 3×3 kernel with padding 1.
+        blur: anti-aliasing filter size; 1 gives the published strided convolution
+            ``[Conv(stride), ReLU]``, 2, 3 or 5 the anti-aliased
+            ``[Conv(stride 1), ReLU, BlurPool2D(blur, stride)]``. All give ceil(H / stride)
+            rows for a 3×3 kernel with padding 1.
         in_channels, out_channels, stride, kernel_size, padding: of the convolution.
     """
-    check_choice("pool", kind, POOLS)
-    if kind == "max" or stride == 1:
+    check_blur(blur)
+    if blur == 1 or stride == 1:
         return [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding),
                 nn.ReLU(inplace=True)]
     return [nn.Conv2d(in_channels, out_channels, kernel_size, 1, padding),
             nn.ReLU(inplace=True),
-            kornia.filters.BlurPool2D(BLUR_KERNEL_SIZE, stride=stride)]
+            kornia.filters.BlurPool2D(blur, stride=stride)]
 
 
 def conv_bn_relu(in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,

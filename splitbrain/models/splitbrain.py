@@ -143,7 +143,7 @@ class SplitBrainHalf(AlexNetFCN):
             ``len(targets)`` for "reg" (filled in when left out).
         head: "cl" (logits over bins) or "reg" (normalised values of the targets).
         in_channels: channels of the full input.
-        widths, fc_width, norm, pool, padding: as for :class:`AlexNetFCN`.
+        widths, fc_width, norm, blur, padding: as for :class:`AlexNetFCN`.
         l_norm: L normalisation of the default Lab ``channel_shift``/``channel_scale``.
         channel_shift, channel_scale: per input channel, ``(x - shift) / scale`` is what the
             network sees; default Lab (see :func:`lab_normalization`). Give both for other
@@ -155,19 +155,19 @@ class SplitBrainHalf(AlexNetFCN):
     """
 
     def __init__(self, inputs, targets, num_classes=None, head="cl", in_channels=3,
-                 widths=HALF_WIDTHS, fc_width=HALF_FC_WIDTH, norm="bn", pool="max",
+                 widths=HALF_WIDTHS, fc_width=HALF_FC_WIDTH, norm="bn", blur=1,
                  padding="alexnet", l_norm="unit", channel_shift=None, channel_scale=None):
         spec = check_half({"inputs": inputs, "targets": targets, "num_classes": num_classes,
                            "head": head}, in_channels)
         shift, scale = _channel_normalization(in_channels, l_norm, channel_shift, channel_scale)
-        super().__init__(len(spec["inputs"]), spec["num_classes"], widths, fc_width, norm, pool,
+        super().__init__(len(spec["inputs"]), spec["num_classes"], widths, fc_width, norm, blur,
                          padding)
         self.in_channels = in_channels  # the full input; the encoder sees len(inputs) of them
         self.spec = spec
         self.inputs, self.targets, self.head_type = spec["inputs"], spec["targets"], spec["head"]
         self.l_norm = l_norm
         self.arch = {"in_channels": in_channels, "widths": tuple(widths), "fc_width": fc_width,
-                     "norm": norm, "pool": pool, "padding": padding, "l_norm": l_norm,
+                     "norm": norm, "blur": blur, "padding": padding, "l_norm": l_norm,
                      "channel_shift": tuple(shift), "channel_scale": tuple(scale)}
         # Derived from the constructor arguments, so kept out of the state dict.
         self.register_buffer("input_shift", _per_channel(shift, self.inputs), persistent=False)
@@ -195,7 +195,7 @@ class SplitBrain(nn.Module):
         halves: the split, a list of ``{"inputs", "targets", "num_classes", "head"}`` dicts
             (default: L -> ab over 313 bins, ab -> L over 50 bins, both "cl").
         in_channels: channels of the input (3 for Lab).
-        widths, fc_width, norm, pool, padding: architecture of every half, as for
+        widths, fc_width, norm, blur, padding: architecture of every half, as for
             :class:`SplitBrainHalf` (default: the paper's half-width AlexNet).
         l_norm, channel_shift, channel_scale: input normalisation, as for
             :class:`SplitBrainHalf`.
@@ -211,12 +211,12 @@ class SplitBrain(nn.Module):
     """
 
     def __init__(self, halves=LAB_SPLIT, in_channels=3, widths=HALF_WIDTHS,
-                 fc_width=HALF_FC_WIDTH, norm="bn", pool="max", padding="alexnet",
+                 fc_width=HALF_FC_WIDTH, norm="bn", blur=1, padding="alexnet",
                  l_norm="unit", channel_shift=None, channel_scale=None):
         super().__init__()
         self.split = check_split(halves, in_channels)
         arch = dict(in_channels=in_channels, widths=widths, fc_width=fc_width, norm=norm,
-                    pool=pool, padding=padding, l_norm=l_norm, channel_shift=channel_shift,
+                    blur=blur, padding=padding, l_norm=l_norm, channel_shift=channel_shift,
                     channel_scale=channel_scale)
         self.halves = nn.ModuleList(SplitBrainHalf(**spec, **arch) for spec in self.split)
         self.in_channels, self.l_norm = in_channels, l_norm
@@ -320,7 +320,7 @@ def splitbrain_alexnet(half=None, heads=None, **kwargs):
         half: None or "both" for the whole model; "l2ab", "ab2l" (Lab split) or an index
             for one :class:`SplitBrainHalf` alone.
         heads: optional "cl" / "reg" per half, overriding the split's heads.
-        **kwargs: :class:`SplitBrain` arguments (``halves``, ``pool``, ``padding``, ...).
+        **kwargs: :class:`SplitBrain` arguments (``halves``, ``blur``, ``padding``, ...).
     """
     return _build(kwargs, half, heads)
 
