@@ -24,6 +24,7 @@ from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import (PROBE_LAYERS, PROBE_SIZES, RESIZE_MODES, FrozenEncoder,
                                       encoder_input, resize_features)
 from splitbrain.probe.solver_sgd import SGDRecipe, build_heads, probe_sgd, train_probes
+from splitbrain.probe.heads import from_sklearn, load_heads
 from splitbrain.probe.solver_sklearn import knn_accuracy, logistic_probe, probe_sklearn
 from tools_util import run_tool
 
@@ -215,11 +216,11 @@ def test_layer_all_equals_five_single_layer_runs(name, sample):
     val = torch.utils.data.Subset(val, range(35))
     model = make_model(name)
     recipe = short_recipe(4, lr_steps=[2])
-    together = probe_sgd(FrozenEncoder(model, "all"), train, val, num_classes, recipe, seed=3,
-                         log_every=4)
+    together, _ = probe_sgd(FrozenEncoder(model, "all"), train, val, num_classes, recipe,
+                            seed=3, log_every=4)
     for layer in PROBE_LAYERS:
-        alone = probe_sgd(FrozenEncoder(model, layer), train, val, num_classes, recipe, seed=3,
-                          log_every=4)
+        alone, _ = probe_sgd(FrozenEncoder(model, layer), train, val, num_classes, recipe,
+                             seed=3, log_every=4)
         assert alone == {layer: together[layer]}  # accuracies and losses, exactly
 
 
@@ -228,18 +229,34 @@ def test_layer_all_equals_five_single_layer_runs(name, sample):
 def test_sgd_probe_is_well_above_chance_on_the_sample_photos(sample):
     train, val, num_classes = sample
     encoder = FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv2,conv3")
-    results = probe_sgd(encoder, train, val, num_classes,
-                        short_recipe(40, batch_size=32, lr_steps=[]))
+    results, heads = probe_sgd(encoder, train, val, num_classes,
+                               short_recipe(40, batch_size=32, lr_steps=[]))
     assert max(r["top1"] for r in results.values()) > 3 * CHANCE, results
     assert all(r["top5"] >= r["top1"] for r in results.values())
+    # The exported heads classify the validation set exactly as the trained ones did.
+    assert exported_top1(encoder, heads, val) == {k: r["top1"] for k, r in results.items()}
+
+
+def exported_top1(encoder, heads, dataset):
+    """Top-1 (%) of LinearHeads on a dataset, computed independently of the solvers."""
+    hits, n = {name: 0 for name in heads}, 0
+    with torch.no_grad():
+        for rgb, y in torch.utils.data.DataLoader(dataset, batch_size=64):
+            for name, f in encoder(rgb).items():
+                hits[name] += int((heads[name](f).argmax(1) == y).sum())
+            n += len(y)
+    return {name: 100.0 * h / n for name, h in hits.items()}
 
 
 def test_sklearn_probe_and_knn_are_well_above_chance_on_the_sample_photos(sample):
     train, val, num_classes = sample
     encoder = FrozenEncoder(make_model("splitbrain_alexnet_small"), "conv1,conv4")
-    results = probe_sklearn(encoder, train, val, num_classes, batch_size=80, Cs=[1.0])
+    results, heads = probe_sklearn(encoder, train, val, num_classes, batch_size=80, Cs=[1.0])
     for r in results.values():
         assert r["top1"] > 3 * CHANCE and r["knn_top1"] > 2 * CHANCE, results
+    top1 = exported_top1(encoder, heads, val)
+    for name, r in results.items():  # float32 heads vs float64 sklearn: a near-tie may flip
+        assert abs(top1[name] - r["top1"]) <= 100.0 / len(val), (name, top1[name], r["top1"])
 
 
 def test_logistic_and_knn_on_separable_points():
@@ -247,8 +264,19 @@ def test_logistic_and_knn_on_separable_points():
     centres = rng.normal(size=(3, 20)) * 5
     y = np.repeat(np.arange(3), 30)
     x = (centres[y] + rng.normal(size=(90, 20))).astype(np.float32)
-    r = logistic_probe(x[::2], y[::2], x[1::2], y[1::2], 3, Cs=[0.01, 1.0])
+    r, fitted = logistic_probe(x[::2], y[::2], x[1::2], y[1::2], 3, Cs=[0.01, 1.0])
     assert r["top1"] == 100.0 and r["top5"] == 100.0
+    # As one linear head: sklearn's probabilities, from our standardise-then-linear form.
+    probs = torch.softmax(from_sklearn(fitted, 3)(torch.from_numpy(x)), dim=1).double()
+    assert torch.allclose(probs, torch.from_numpy(fitted.predict_proba(x)).double(), atol=1e-4)
+    # Two classes (sklearn keeps one row) and a class never seen in training (never chosen).
+    two = (y[::2] > 0).astype(np.int64) * 2  # labels 0 and 2 of 3 classes
+    _, fitted2 = logistic_probe(x[::2], two, x[1::2], two, 3, Cs=[1.0])
+    head = from_sklearn(fitted2, 3)
+    probs2 = torch.softmax(head(torch.from_numpy(x[::2])), dim=1).double()
+    assert torch.allclose(probs2[:, [0, 2]], torch.from_numpy(fitted2.predict_proba(x[::2])).double(),
+                          atol=1e-4)
+    assert (probs2[:, 1] == 0).all()
     knn = knn_accuracy(x[::2], y[::2], x[1::2], y[1::2], 3, k=5)
     assert knn["top1"] == 100.0
     # k = 1 is the nearest neighbour in cosine similarity.
@@ -276,6 +304,9 @@ def test_cli_writes_one_result_row_per_layer(tmp_path):
     assert list(results["layers"]) == list(PROBE_LAYERS)
     assert results["model"]["name"] == "splitbrain_alexnet_small" and results["num_classes"] == 7
     assert (out / "config.yaml").is_file()
+    heads, meta = load_heads(out / "heads.pt")  # for tools/evaluate.py --metric consistency
+    assert list(heads) == list(PROBE_LAYERS) and meta["solver"] == "sgd"
+    assert all(h.weight.shape == (7, results["layers"][n]["dim"]) for n, h in heads.items())
     events = EventAccumulator(str(out))
     events.Reload()
     for layer in PROBE_LAYERS:  # a curve per layer

@@ -1,10 +1,19 @@
 #!/usr/bin/env python
-"""Colour-quality metrics of a trained colorization model (ECCV16 Table 1 style).
+"""Colour-quality metrics of a colorization model, and shift consistency of models and probes.
 
-    python tools/evaluate.py --task colorize --ckpt runs/colorize_demo/best.pt --data sample
+    python tools/evaluate.py --ckpt runs/colorize_demo/best.pt --data sample
+    python tools/evaluate.py --metric consistency --ckpt runs/colorize_demo/best.pt --shift 16
+    python tools/evaluate.py --metric consistency --probe runs/probe_demo --shift 16
 
-Prints AuC of the per-pixel ab error (thresholds 0..150, raw and class-rebalanced), PSNR and
-colourfulness, for the model and for the all-grey prediction as a baseline.
+--metric colour (default) prints AuC of the per-pixel ab error (thresholds 0..150, raw and
+class-rebalanced), PSNR and colourfulness, for the model and for the all-grey prediction as a
+baseline (ECCV16 Table 1 style).
+
+--metric consistency (Zhang, ICML 2019) crops each image twice, offset by up to --shift pixels:
+for a colorizer it adds how far the predicted ab map moves (mean ab distance on the overlap,
+after shifting back; 0 is perfectly stable) beside the colour metrics; for a probe run folder
+(tools/probe.py --out) it reports, per layer, top-1 accuracy on the shifted crops and how often
+the two crops of an image get the same class.
 """
 
 import argparse
@@ -12,8 +21,15 @@ import json
 from pathlib import Path
 
 from splitbrain import checkpoint as ckpt
+from splitbrain import config as config_lib
 from splitbrain import engine
+from splitbrain.colorize import colorizer_from_checkpoint
+from splitbrain.consistency import classifier_consistency, colorizer_consistency
 from splitbrain.data import build_dataset, eval_loader
+from splitbrain.probe import ProbeError
+from splitbrain.probe.data import probe_datasets
+from splitbrain.probe.encoder import open_encoder
+from splitbrain.probe.heads import HEADS_FILE, load_heads
 from splitbrain.runlog import fatal
 from splitbrain.runtime import resolve_device
 from splitbrain.tasks import objective_from_checkpoint
@@ -25,7 +41,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="colorize", choices=["colorize"])
-    parser.add_argument("--ckpt", required=True)
+    parser.add_argument("--metric", default="colour", choices=["colour", "consistency"])
+    parser.add_argument("--ckpt", help="a colorization checkpoint")
+    parser.add_argument("--probe", help="consistency of a probe: its run folder (tools/probe.py "
+                                        "--out), which holds heads.pt")
+    parser.add_argument("--shift", type=int, default=16,
+                        help="consistency: largest offset between the two crops, in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="consistency: seeds the offsets")
     parser.add_argument("--data", default="sample", help="sample | cifar10 | stl10 | folder")
     parser.add_argument("--split", default="val")
     parser.add_argument("--size", type=int, default=None, help="centre crop (default: training)")
@@ -36,6 +58,16 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
+    if (args.ckpt is None) == (args.probe is None):
+        fatal("give --ckpt FILE (a colorization model) or --probe RUN_DIR (a probe run), "
+              "one of the two")
+    if args.probe is not None and args.metric != "consistency":
+        fatal("--probe is read by --metric consistency; for a probe's accuracy see the "
+              "results.csv that tools/probe.py wrote")
+    if args.metric == "consistency" and args.shift < 1:
+        fatal(f"--shift must be at least 1 pixel, got {args.shift}")
+    if args.probe is not None:
+        return probe_consistency(args)
 
     try:
         state = ckpt.load(args.ckpt, task=args.task)
@@ -56,15 +88,69 @@ def main(argv=None):
         objective.temperature = args.temperature
     results = engine.evaluate(model, objective, eval_loader(dataset, args.batch_size), device)
     temperature = objective.temperature
+    columns = ["AuC", "AuC rebalanced", "PSNR (dB)", "colourfulness"]
+    if args.metric == "consistency":
+        colorizer = colorizer_from_checkpoint(state, args.ckpt)
+        colorizer.model.to(device).eval()
+        colorizer.temperature = temperature
+        shifted = build_dataset(args.data, args.split, size + args.shift, train=False,
+                                length=len(dataset), root=args.root, seed=cfg["run"]["seed"])
+        change = colorizer_consistency(colorizer, shifted, size, args.shift, args.batch_size,
+                                       args.seed)["ab_shift_change"]
+        results["val/model/ab_shift_change"] = change
+        results["val/grey/ab_shift_change"] = 0.0  # all-grey does not move at all
+        columns.append(f"ab change under shifts <= {args.shift} px")
 
     print(f"{len(dataset)} images from {args.data} ({args.split}), {size}x{size}, T={temperature}")
-    print("| prediction | AuC | AuC rebalanced | PSNR (dB) | colourfulness |")
-    print("|---|---|---|---|---|")
+    print("| prediction | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    metrics = METRICS + (["ab_shift_change"] if args.metric == "consistency" else [])
     for name in ("grey", "model"):
-        row = [results.get(f"val/{name}/{m}", float("nan")) for m in METRICS]
+        row = [results.get(f"val/{name}/{m}", float("nan")) for m in metrics]
         print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
+
+
+def write_json(path, results):
+    ckpt.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+
+
+def probe_consistency(args):
+    """Top-1 on shifted crops and two-crop agreement, per layer, of a probe run's heads."""
+    run = Path(args.probe)
+    try:
+        heads, meta = load_heads(run / HEADS_FILE)
+        cfg = config_lib.load_yaml(run / "config.yaml")
+        d, p = cfg["data"], cfg["probe"]
+        size = args.size or d["crop"]
+        encoder, _, _ = open_encoder(meta["ckpt"], meta["init"], meta["model"]["name"],
+                                     list(heads), meta["resize"], "fp32", cfg["run"]["seed"])
+        _, val, _ = probe_datasets(d["source"], size + args.shift,
+                                   max(d["short_side"], size + args.shift), d["root"],
+                                   d["download"], d["train_length"],
+                                   args.length or d["val_length"], cfg["run"]["seed"],
+                                   augment=False)
+        device = resolve_device(args.device)
+    except (ProbeError, config_lib.ConfigError, ckpt.CheckpointError, FileNotFoundError,
+            ValueError, KeyError) as err:
+        fatal(f"{run}: {err}" if isinstance(err, KeyError) else err)
+    encoder.to(device)
+    heads = {name: head.to(device) for name, head in heads.items()}
+    results = classifier_consistency(encoder, heads, val, size, args.shift, args.batch_size,
+                                     args.seed)
+    reported = json.loads((run / "results.json").read_text())["layers"] \
+        if (run / "results.json").is_file() else {}
+    print(f"{len(val)} images from {d['source']} (val), two {size}x{size} crops offset by "
+          f"up to {args.shift} px; {meta['solver']} heads of {meta['model']['name']} "
+          f"({meta['init']} weights)")
+    print("| layer | top-1 (centre crops, probe run) | top-1 (shifted crops) | consistency |")
+    print("|---|---|---|---|")
+    for name, r in results.items():
+        centre = reported.get(name, {}).get("top1", float("nan"))
+        print(f"| {name} | {centre:.2f} | {r['top1']:.2f} | {r['consistency']:.2f} |")
+    if args.json:
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from splitbrain import distributed
 from splitbrain.probe import ProbeError
 from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import open_encoder
+from splitbrain.probe.heads import HEADS_FILE, save_heads
 from splitbrain.probe.report import format_table, save_results
 from splitbrain.probe.solver_sgd import SGDRecipe, probe_sgd
 from splitbrain.probe.solver_sklearn import probe_sklearn
@@ -69,7 +70,7 @@ def load_config(argv):
 
 
 def solve(cfg, encoder, train_set, val_set, num_classes, writer, log):
-    """Run the config's solver: {layer: {"dim", "top1", "top5", ...}}."""
+    """Run the config's solver: ({layer: {"dim", "top1", "top5", ...}}, {layer: LinearHead})."""
     d, o, r, s = cfg["data"], cfg["optim"], cfg["run"], cfg["sklearn"]
     if cfg["probe"]["solver"] == "sgd":
         return probe_sgd(encoder, train_set, val_set, num_classes, SGDRecipe(**o), r["seed"],
@@ -121,7 +122,7 @@ def main(argv=None):
 
     # --- probe -----------------------------------------------------------------------------------
     writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
-    results = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
+    results, heads = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
 
     # --- report ----------------------------------------------------------------------------------
     if ctx.is_main:
@@ -129,12 +130,14 @@ def main(argv=None):
         table = format_table(results)
         print(table, flush=True)
         log("results:\n" + table)
-        save_results(results, run_dir, {
-            "model": spec, "ckpt": e["ckpt"], "init": e["init"],
-            "task": state.get("task") if state else None, "data": d["source"],
-            "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"],
-            "world_size": ctx.world_size})
-        log(f"done: results.csv and results.json in {run_dir}")
+        meta = {"model": spec, "ckpt": e["ckpt"], "init": e["init"],
+                "task": state.get("task") if state else None, "data": d["source"],
+                "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"],
+                "world_size": ctx.world_size}
+        save_results(results, run_dir, meta)
+        # The heads, for tools/evaluate.py --metric consistency --probe RUN_DIR.
+        save_heads(run_dir / HEADS_FILE, heads, meta)
+        log(f"done: results.csv, results.json and {HEADS_FILE} in {run_dir}")
     distributed.close()
 
 

@@ -18,6 +18,8 @@ The parts, each importing only the ones listed before it (and the errors defined
 - :mod:`.data`: the labelled training and validation sets (uint8 crops, integer labels).
 - :mod:`.encoder`: the frozen side: layers, input, resized features, :class:`FrozenEncoder`,
   loading a checkpoint's model, and the checks that the encoder stays unchanged.
+- :mod:`.heads`: both solvers' trained heads in one linear form, saved as ``heads.pt`` so
+  that ``tools/evaluate.py`` can classify new views (shift consistency) without refitting.
 - :mod:`.solver_sgd`: the paper's solver: BatchNorm + Linear heads trained with SGD.
 - :mod:`.solver_sklearn`: the small-data solver: cached features, scikit-learn logistic
   regression and k-NN.

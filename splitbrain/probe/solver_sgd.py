@@ -16,6 +16,7 @@ from .. import distributed
 from ..data import eval_loader, train_loader
 from . import ProbeError, ProtocolError
 from .encoder import PROBE_LAYERS, check_frozen, check_no_encoder_grad, check_unchanged, snapshot
+from .heads import from_linear_probe
 
 
 # --- the protocol: only the heads learn -----------------------------------------------------
@@ -260,12 +261,14 @@ def probe_sgd(encoder, train_set, val_set, num_classes, recipe, seed=0, workers=
     See :func:`train_probes` for the arguments.
 
     Returns:
-        {layer: {"dim", "top1", "top5", "train_loss"}}.
+        ({layer: {"dim", "top1", "top5", "train_loss"}}, {layer: trained
+        :class:`~splitbrain.probe.heads.LinearHead`, on the CPU}).
     """
     heads = build_heads(encoder.dims, num_classes, seed).to(encoder.device)
     losses = train_probes(encoder, heads, train_set, recipe, seed, workers, val_set,
                           eval_every, log_every, writer, log)
     results = evaluate_probes(encoder, heads, val_set, recipe.batch_size, workers)
     _log_accuracy(results, recipe.iterations, writer, None)
-    return {name: {"dim": encoder.dims[name], **results[name], **losses.get(name, {})}
-            for name in encoder.layers}
+    return ({name: {"dim": encoder.dims[name], **results[name], **losses.get(name, {})}
+             for name in encoder.layers},
+            {name: from_linear_probe(heads[name]) for name in encoder.layers})

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..data import eval_loader
 from .encoder import check_unchanged, snapshot
+from .heads import from_sklearn
 
 
 @torch.no_grad()
@@ -79,7 +80,7 @@ def logistic_probe(train_x, train_y, val_x, val_y, num_classes, Cs=(0.01, 0.1, 1
         seed: the held-out split's seed.
 
     Returns:
-        {"top1", "top5", "C", "holdout_top1"}.
+        ({"top1", "top5", "C", "holdout_top1"}, the fitted scaler + regression pipeline).
     """
     def fit(x, y, C, model=None):
         # Standardisation plays the part of the SGD probe's affine-free BatchNorm.
@@ -100,8 +101,9 @@ def logistic_probe(train_x, train_y, val_x, val_y, num_classes, Cs=(0.01, 0.1, 1
             held[C] = _topk(_scores(model, held_x, num_classes), held_y)["top1"]
     best = max(sorted(Cs), key=lambda C: held.get(C, 0.0))  # ties: the stronger regularisation
     final = fit(train_x, train_y, best)
-    return {**_topk(_scores(final, val_x, num_classes), val_y), "C": float(best),
-            "holdout_top1": held.get(best)}  # None: a single C, nothing held out
+    return ({**_topk(_scores(final, val_x, num_classes), val_y), "C": float(best),
+             "holdout_top1": held.get(best)},  # None: a single C, nothing held out
+            final)
 
 
 def knn_accuracy(train_x, train_y, val_x, val_y, num_classes, k=20, temperature=0.07,
@@ -144,14 +146,16 @@ def probe_sklearn(encoder, train_set, val_set, num_classes, batch_size=256, work
         writer: optional TensorBoard ``SummaryWriter``; gets ``probe/<layer>/<metric>``.
 
     Returns:
-        {layer: {"dim", "top1", "top5", "C", "holdout_top1", "knn_top1", "knn_top5"}}.
+        ({layer: {"dim", "top1", "top5", "C", "holdout_top1", "knn_top1", "knn_top5"}},
+        {layer: the logistic regression as a :class:`~splitbrain.probe.heads.LinearHead`}).
     """
     train_x, train_y = extract_features(encoder, train_set, batch_size, workers, "train features")
     val_x, val_y = extract_features(encoder, val_set, batch_size, workers, "val features")
-    results = {}
+    results, heads = {}, {}
     for name in tqdm(encoder.layers, desc="fit", leave=False, disable=None):
-        r = logistic_probe(train_x[name], train_y, val_x[name], val_y, num_classes, Cs,
-                           holdout, max_iter, seed)
+        r, fitted = logistic_probe(train_x[name], train_y, val_x[name], val_y, num_classes, Cs,
+                                   holdout, max_iter, seed)
+        heads[name] = from_sklearn(fitted, num_classes)
         knn = knn_accuracy(train_x[name], train_y, val_x[name], val_y, num_classes, knn_k,
                            knn_temperature)
         results[name] = {"dim": encoder.dims[name], **r,
@@ -163,4 +167,4 @@ def probe_sklearn(encoder, train_set, val_set, num_classes, batch_size=256, work
         for name, r in results.items():
             for key in ("top1", "top5", "knn_top1", "knn_top5"):
                 writer.add_scalar(f"probe/{name}/{key}", r[key], 0)
-    return results
+    return results, heads
