@@ -5,7 +5,8 @@ of torch its C++ extension cannot load, and `import torchvision` fails with
 ``RuntimeError: operator torchvision::nms does not exist`` because the Python side registers
 fake kernels for operators whose schemas were never defined. Defining the two schemas it
 touches at import time (`nms`, `qnms`) lets the import finish; transforms, datasets and models
-work, `torchvision.io` and `torchvision.ops` do not (we decode images with PIL).
+work, `torchvision.io` and `torchvision.ops` do not (we decode images with PIL; the optional
+GPU JPEG decoding reaches `torchvision.io` only through :func:`jpeg_decoder` below).
 
 Every module in splitbrain imports torchvision as::
 
@@ -55,4 +56,15 @@ except RuntimeError as err:
 # `torchvision.transforms.v2` is usable wherever torchvision comes from this module.
 import torchvision.transforms.v2  # noqa: E402,F401
 
-__all__ = ["torchvision"]
+__all__ = ["jpeg_decoder", "torchvision"]
+
+
+def jpeg_decoder():
+    """torchvision's ``decode_jpeg`` and ``ImageReadMode`` (the one home of ``torchvision.io``).
+
+    Importing always works; with CPU-only torch the image extension is missing and a call
+    raises RuntimeError, which callers turn into a fallback (see :mod:`splitbrain.jpeg_gpu`).
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    return decode_jpeg, ImageReadMode

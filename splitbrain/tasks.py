@@ -200,6 +200,7 @@ def check_config(task, cfg):
     for key in ("crop", "val_crop", "train_length", "val_length"):
         need(d[key] >= 1, f"data.{key}", d[key], "must be at least 1")
     need(d["workers"] >= 0, "data.workers", d["workers"], "must be >= 0")
+    need(d["decode"] in ("cpu", "gpu"), "data.decode", d["decode"], "cpu | gpu")
     need(0 <= d["max_bad_fraction"] <= 1, "data.max_bad_fraction", d["max_bad_fraction"],
          "in [0, 1]")
     for key in ("log_every", "image_every", "val_every", "ckpt_every"):

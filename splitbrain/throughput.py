@@ -140,7 +140,7 @@ def bench_step(net, batch, size, device, precision="fp32", channels_last=False, 
                       outside_s / step_s, flops / step_s / 1e12, peak)
 
 
-def _photo_folder(folder, n, side=256):
+def jpeg_folder(folder, n, side=256):
     """``n`` JPEG files cut from the bundled photos (so decoding is real JPEG work)."""
     folder.mkdir(parents=True, exist_ok=True)
     photos = [Image.fromarray(sample_photo(name)) for name in SAMPLE_PHOTOS]
@@ -151,16 +151,27 @@ def _photo_folder(folder, n, side=256):
     return folder
 
 
-def bench_loader(crop, batch, workers, batches=20, files=128):
-    """Images/s of the data loader alone: JPEG decode, random crop and flip, collation."""
+def bench_loader(crop, batch, workers, batches=20, files=128, device=None):
+    """Images/s of the data loader alone: JPEG decode, random crop and flip, collation.
+
+    With a CUDA ``device`` the JPEGs are decoded there (``data.decode: gpu``), batches
+    arriving on the device; otherwise in the loader's workers, as by default.
+    """
+    from .jpeg_gpu import gpu_train_loader
+
     with tempfile.TemporaryDirectory() as tmp:
-        dataset = ImageFiles(_photo_folder(Path(tmp), files), train_transform(crop))
-        loader = train_loader(dataset, batch, 0, 0, workers)
+        dataset = ImageFiles(jpeg_folder(Path(tmp), files), train_transform(crop))
+        if device is not None:
+            loader = gpu_train_loader(dataset, batch, 0, 0, workers, device)
+        else:
+            loader = train_loader(dataset, batch, 0, 0, workers)
         batches_iter = iter(loader)
         next(batches_iter)  # worker start-up is not throughput
         t = time.perf_counter()
         for _ in range(batches):
             next(batches_iter)
+        if device is not None:
+            _sync(device)
         rate = batches * batch / (time.perf_counter() - t)
         del batches_iter, loader  # stop the workers before their files go
         return rate

@@ -17,7 +17,8 @@ and the split-brain AlexNet at their paper crop sizes, fp32 and bf16 autocast, w
 without channels_last (optionally torch.compile): step time, images/s, the share of the step
 spent outside the network (colour conversion, targets, loss), achieved TFLOP/s (and the share
 of the device's bf16 peak on a known GPU), peak memory on CUDA, and the data loader alone
-(JPEG decode + crop) with N workers beside the step's images/s.
+(JPEG decode + crop) with N workers beside the step's images/s; on CUDA also with the JPEGs
+decoded on the GPU (data.decode=gpu).
 
     python tools/benchmark.py --step [--nets eccv16,splitbrain_alexnet] [--batch 32] \
         [--precisions fp32,bf16] [--compile] [--workers 0,2] [--out table.md]
@@ -35,6 +36,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 
 from splitbrain import color, throughput
+from splitbrain.jpeg_gpu import gpu_decode_problem
 from splitbrain.runtime import resolve_device
 
 
@@ -191,6 +193,16 @@ def step_benchmark(args):
         verdict = "keeps up" if rate >= best_step else "bounds the run"
         lines.append(f"| {w} | {rate:.0f} | {rate / max(w, 1):.0f} | {rate / best_step:.2f}x: "
                      f"{verdict} |")
+    if device.type == "cuda":  # data.decode=gpu: nvJPEG in the main process
+        why = gpu_decode_problem(device)
+        for w in map(int, args.workers.split(",")):
+            if why:
+                lines.append(f"| GPU decode | - | - | unavailable: {why} |")
+                break
+            rate = throughput.bench_loader(crop, args.batch, w, device=device)
+            verdict = "keeps up" if rate >= best_step else "bounds the run"
+            lines.append(f"| {w}, GPU decode | {rate:.0f} | - | {rate / best_step:.2f}x: "
+                         f"{verdict} |")
     report = "\n".join(lines)
     print(report)
     if args.out:

@@ -4,7 +4,8 @@
 #      and the loader, as a markdown table;
 #   2. a few hundred bf16 training steps of each task on the bundled photos, with CUDA's
 #      sync-debug mode raising on any host-device synchronisation inside the step;
-#   3. two-process torchrun (NCCL) for a few steps, when two GPUs are present.
+#   3. two-process torchrun (NCCL) for a few steps, when two GPUs are present;
+#   4. training from a folder of JPEG files decoded on the GPU (data.decode=gpu).
 # Usage: bash tools/gpu_check.sh [OUT_DIR]   (default: gpu_check/); tables land in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,4 +36,12 @@ if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; the
 else
     echo "one GPU: skipped" | tee "$OUT/torchrun.log"
 fi
+echo "== 4. JPEG files decoded on the GPU (data.decode=gpu)"
+"$PY" -c "import sys; from pathlib import Path; from splitbrain.throughput import jpeg_folder; jpeg_folder(Path(sys.argv[1]), 512)" "$OUT/jpegs"
+"$PY" tools/train.py --task colorize run.device=cuda data.train="$OUT/jpegs" data.decode=gpu \
+    data.workers=4 run.precision=bf16 run.channels_last=true optim.iterations=100 \
+    optim.batch_size=64 run.log_every=50 run.val_every=100 run.image_every=100 \
+    run.ckpt_every=100 "run.out=$OUT/train_gpu_decode" 2>&1 | tee "$OUT/train_gpu_decode.log"
+grep -q "decoded on cuda" "$OUT/train_gpu_decode/train.log" \
+    || { echo "data.decode=gpu fell back to the CPU: see $OUT/train_gpu_decode/train.log"; exit 1; }
 echo "done: $OUT"

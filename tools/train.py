@@ -23,6 +23,7 @@ from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
 from splitbrain.data import build_dataset, eval_loader, train_loader
+from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
 from splitbrain.runlog import RunLog, fatal, silent
 from splitbrain.runtime import StopSignals
@@ -89,13 +90,17 @@ def main(argv=None):
         for dataset in (train_set, val_set):
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()
-        loader = train_loader(train_set, o["batch_size"], r["seed"], 0, d["workers"], device,
-                              ctx.rank, ctx.world_size)
+        decode, decode_note = choose_decode(d["decode"], train_set, device)
+        make_loader = gpu_train_loader if decode == "gpu" else train_loader
+        loader = make_loader(train_set, o["batch_size"], r["seed"], 0, d["workers"], device,
+                             ctx.rank, ctx.world_size)
     except (FileNotFoundError, ValueError, RuntimeError, OSError) as err:
         fatal(err)
     log = RunLog() if ctx.is_main else silent  # lines wait for train.log until it exists
     log(f"task {args.task} on {device} x {ctx.world_size} process(es), run directory {run_dir}")
     log(f"data: {len(train_set)} training items, {len(val_set)} validation items")
+    if decode_note:
+        log(decode_note)
 
     # --- model, objective (the prior is estimated here: still nothing written) -------------
     try:
