@@ -12,6 +12,8 @@ pixels. Here, for every image of a dataset of ``size + max_shift`` squares:
   put back where their crops came from and compared on the pixels both cover: the mean
   Euclidean ab distance there is how much its colours move under a shift
   (:func:`colorizer_consistency`, in ab units; 0 for a perfectly shift-equivariant colorizer).
+
+See docs/reference.md §5.
 """
 
 import torch

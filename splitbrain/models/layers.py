@@ -6,7 +6,7 @@ the anti-aliasing filter) switches a whole model between the published downsampl
 anti-aliased downsampling (``blur`` 2, 3 or 5; Zhang, "Making Convolutional Networks
 Shift-Invariant Again", ICML 2019): max pooling at stride 1 followed by a strided binomial
 blur of that size, and stride-1 convolution + ReLU followed by a strided blur in place of a
-strided convolution. All sizes give the same output sizes.
+strided convolution. All sizes give the same output sizes (docs/reference.md §5).
 """
 
 import kornia
