@@ -367,9 +367,14 @@ class SeededSamples(Dataset):
 
     def __getitem__(self, key):
         index, seed = key
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self.dataset[index]
+        return seeded(seed, lambda: self.dataset[index])
+
+
+def seeded(seed, make):
+    """``make()`` with the RNGs seeded by ``seed`` and restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return make()
 
 
 class StepBatches:

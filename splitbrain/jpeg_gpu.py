@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .compat import jpeg_decoder, torchvision
-from .data import ImageFiles, StepBatches
+from .data import ImageFiles, SeededSamples, StepBatches, seeded
 
 DECODES = ("cpu", "gpu")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -84,19 +84,13 @@ def _gpu_decodable(path, data):
         return False
 
 
-class EncodedSamples(Dataset):
+class EncodedSamples(SeededSamples):
     """Items ``(index, seed)`` of an :class:`ImageFiles` set, left encoded where the GPU can decode.
 
     Returns dicts: ``{"jpeg": bytes (N,) uint8, "index", "seed"}`` for a JPEG the GPU decodes,
     else ``{"crop": uint8 (3, S, S)}``, the CPU path's item (decoded and cropped here, with the
     file skipped and counted if unreadable).
     """
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-
-    def __len__(self):
-        return len(self.dataset)
 
     def __getitem__(self, key):
         index, seed = key
@@ -109,14 +103,7 @@ class EncodedSamples(Dataset):
             if _gpu_decodable(path, data):
                 return {"jpeg": torch.frombuffer(bytearray(data), dtype=torch.uint8),
                         "index": index, "seed": seed}
-        return {"crop": _seeded(seed, lambda: self.dataset[index][0])}
-
-
-def _seeded(seed, make):
-    """``make()`` with the RNGs seeded by ``seed``, as :class:`splitbrain.data.SeededSamples` does."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return make()
+        return {"crop": super().__getitem__(key)[0]}
 
 
 def _keep_list(items):
@@ -173,9 +160,9 @@ class GPUDecodedBatches:
             if "crop" in item:
                 crop = item["crop"]
             elif i in images:
-                crop = _seeded(item["seed"], lambda: self.dataset.transform(images[i]))
+                crop = seeded(item["seed"], lambda: self.dataset.transform(images[i]))
             else:  # refused by nvJPEG: the CPU path (which skips and counts unreadable files)
-                crop = _seeded(item["seed"], lambda: self.dataset[item["index"]][0])
+                crop = seeded(item["seed"], lambda: self.dataset[item["index"]][0])
             crops.append(torch.as_tensor(crop).to(self.device, non_blocking=True))
         return torch.stack(crops)
 
