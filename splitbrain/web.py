@@ -92,7 +92,8 @@ class Page:
             if "over the limit" in reason:
                 reason += " (start the page with --max-megapixels to allow more)"
             else:
-                reason += f". Is it a photo? This page reads {', '.join(IMAGE_EXTENSIONS)}"
+                reason += (f". Is it damaged, or not a photo? This page reads "
+                           f"{', '.join(IMAGE_EXTENSIONS)}")
             raise ImageReadError(path, reason) from None
 
     def run(self, files, temperature, size, progress=gr.Progress()):

@@ -24,7 +24,8 @@ def colorize_in_browser(url, photos, downloads, screenshot=None, timeout_s=120):
         dict: ``about`` (the page's checkpoint line), ``status`` (its message), ``slider``
         (the [before, after] image URLs the slider shows), ``download`` (path of the
         downloaded result), ``download_name`` (the name the browser was given) and
-        ``requests`` (every URL the page requested).
+        ``requests`` (every URL the page requested); with more than one photo also
+        ``slider_second``, the slider's URLs after clicking the second result in the gallery.
     """
     from playwright.sync_api import sync_playwright
 
@@ -49,8 +50,16 @@ def colorize_in_browser(url, photos, downloads, screenshot=None, timeout_s=120):
             download = event.value
             target = Path(downloads) / download.suggested_filename
             download.save_as(target)
-            return {"about": about, "status": status, "slider": slider, "download": target,
+            seen = {"about": about, "status": status, "slider": slider, "download": target,
                     "download_name": download.suggested_filename, "requests": requests}
+            if len(photos) > 1:  # the gallery picks which result the slider compares
+                first = page.locator("#compare img").nth(1).evaluate("img => img.src")
+                page.locator("#results button.thumbnail-item").nth(1).click()
+                page.wait_for_function(
+                    "src => document.querySelectorAll('#compare img')[1].src != src", arg=first)
+                seen["slider_second"] = [page.locator("#compare img").nth(i).get_attribute("src")
+                                         for i in (0, 1)]
+            return seen
         finally:
             browser.close()
 

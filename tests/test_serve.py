@@ -93,6 +93,14 @@ def rocket(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def twin(rocket, tmp_path_factory):
+    """Another photo whose result would also be named rocket.png: the rocket, mirrored."""
+    path = tmp_path_factory.mktemp("twin") / "rocket.png"
+    Image.open(rocket).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
+    return path
+
+
 def colorize_api(client, paths, temperature=0.38, size=SIZE):
     files = [gradio_client.handle_file(str(p)) for p in paths]
     return client.predict(files, temperature, size, api_name="/colorize")
@@ -143,7 +151,7 @@ def _bad_uploads(folder, rocket):
     (folder / "empty.png").write_bytes(b"")
     # A decompression bomb: 9 megapixels in about a kilobyte of PNG.
     Image.new("1", (3000, 3000)).save(folder / "bomb.png")
-    return {"notes.jpg": "cannot identify image file 'notes.jpg'. Is it a photo?",
+    return {"notes.jpg": "cannot identify image file 'notes.jpg'. Is it damaged, or not a photo?",
             "cut.jpg": "image file is truncated",
             "empty.png": "empty file (0 bytes)",
             "bomb.png": f"3000x3000 pixels (9.0 megapixels) is over the limit of "
@@ -162,11 +170,8 @@ def test_bad_uploads_give_a_message_and_the_server_keeps_serving(server, rocket,
 
 
 def test_good_photos_among_bad_ones_are_colorized_and_zipped_with_their_names(
-        server, rocket, tmp_path):
+        server, rocket, twin, tmp_path):
     bad = _bad_uploads(tmp_path / "bad", rocket)
-    twin = tmp_path / "twin" / "rocket.png"  # another file that would also become rocket.png
-    twin.parent.mkdir()
-    Image.open(rocket).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(twin)
     inputs = [rocket, tmp_path / "bad" / "notes.jpg", twin, tmp_path / "bad" / "bomb.png"]
     status, _, gallery, downloads = colorize_api(server.client(tmp_path / "dl"), inputs)
     assert status.startswith("Colorized 2 of 4 photo(s). Could not read:")
@@ -200,7 +205,8 @@ def test_the_temporary_folder_is_removed_at_exit(trained, rocket, tmp_path):
         colorize_api(srv.client(tmp_path), [rocket])
         uploaded = list(srv.workdir.rglob("*.jpg")) + list(srv.workdir.rglob("*.png"))
         assert uploaded, "uploads and results should live in the server's folder"
-    finally:
+        srv.proc.send_signal(signal.SIGTERM)  # twice, as an impatient service manager might:
+    finally:                                  # the second must not cut the clean-up short
         code = srv.stop()
     assert code == 128 + signal.SIGTERM and not srv.workdir.exists()
 
@@ -225,19 +231,23 @@ def test_a_checkpoint_that_cannot_colorize_is_refused_before_serving(tmp_path):
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
                     "(apt-get install chromium; .ci/run installs it)")
 def test_in_a_browser_upload_compare_download_and_nothing_leaves_the_machine(
-        server, trained, rocket, tmp_path):
+        server, trained, rocket, twin, tmp_path):
     pytest.importorskip("playwright", reason="playwright (the Python package) is in the test "
                                              "extra")
-    seen = colorize_in_browser(server.url, [rocket], tmp_path)
+    seen = colorize_in_browser(server.url, [rocket, twin], tmp_path)
     assert f"Checkpoint {Path(trained).name}: task colorize" in seen["about"]
-    assert seen["status"] == "Colorized 1 of 1 photo(s)."
+    assert seen["status"] == "Colorized 2 of 2 photo(s)."
     assert seen["download_name"] == "rocket.png"
-    cli = cli_output(trained, rocket, tmp_path / "cli", "--size", str(SIZE))
-    assert np.array_equal(np.asarray(Image.open(seen["download"])), cli)
-    # The slider shows the photo and its result, both at full resolution.
-    before, after = (Image.open(_fetch(src)) for src in seen["slider"])
-    assert np.array_equal(np.asarray(after), cli)
-    assert np.array_equal(np.asarray(before), np.asarray(Image.open(rocket).convert("RGB")))
+    cli = [cli_output(trained, photo, tmp_path / f"cli{i}", "--size", str(SIZE))
+           for i, photo in enumerate((rocket, twin))]
+    assert np.array_equal(np.asarray(Image.open(seen["download"])), cli[0])
+    # The slider shows a photo and its result, both at full resolution; the gallery switches
+    # it to the other photo.
+    for photo, srcs, expected in ((rocket, seen["slider"], cli[0]),
+                                  (twin, seen["slider_second"], cli[1])):
+        before, after = (Image.open(_fetch(src)) for src in srcs)
+        assert np.array_equal(np.asarray(after), expected)
+        assert np.array_equal(np.asarray(before), np.asarray(Image.open(photo).convert("RGB")))
     assert seen["requests"] and foreign_hosts(seen["requests"], server.url) == []
 
 

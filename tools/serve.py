@@ -69,6 +69,7 @@ def host_warning(host):
 
 
 def _exit_on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up
     sys.exit(128 + signum)  # unwinds through the finally below, which removes the temp folder
 
 
@@ -100,6 +101,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
