@@ -175,8 +175,8 @@ def build_page(page):
                                  format="png", buttons=["download", "fullscreen"],
                                  max_height=800, elem_id="compare")
         gallery = gr.Gallery(label="Results (click one to compare it above)", format="png",
-                             columns=6, height=240, allow_preview=False,
-                             elem_id="results")
+                             columns=6, height=240, object_fit="contain", allow_preview=False,
+                             visible=False, elem_id="results")
         downloads = gr.File(label="Download (PNG, named after the input; all as a zip)",
                             file_count="multiple", elem_id="downloads")
         pairs = gr.State([])
@@ -186,8 +186,11 @@ def build_page(page):
         # One model: every event that runs it shares one queue slot.
         run = dict(fn=page.run, inputs=inputs, outputs=outputs, concurrency_id="model",
                    concurrency_limit=1)
-        files.upload(**run, api_name="colorize")
-        temperature.release(**run, api_name=False)
-        size.release(**run, api_name=False)
+        # The gallery picks which result the slider compares: needless for a single one.
+        show_gallery = dict(fn=lambda shown: gr.Gallery(visible=len(shown) > 1), inputs=pairs,
+                            outputs=gallery, api_name=False)
+        files.upload(**run, api_name="colorize").then(**show_gallery)
+        temperature.release(**run, api_name=False).then(**show_gallery)
+        size.release(**run, api_name=False).then(**show_gallery)
         gallery.select(pick, inputs=pairs, outputs=compare, api_name=False)
     return blocks
