@@ -142,6 +142,30 @@ def test_temperature_and_working_size_reach_the_model(server, trained, rocket, t
     assert np.array_equal(page, cli) and not np.array_equal(page, default)
 
 
+def test_every_kind_of_photo_the_cli_reads_gives_the_cli_pixels(server, trained, rocket,
+                                                                  tmp_path):
+    folder = tmp_path / "kinds"
+    folder.mkdir()
+    img = Image.open(rocket).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display": the result is upright
+    img.save(folder / "turned.jpg", exif=exif.tobytes(), quality=95)
+    grey16 = (np.asarray(img.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(grey16).save(folder / "grey16.png")
+    img.convert("CMYK").save(folder / "cmyk.tif")
+    rgba = img.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(folder / "alpha.png")
+    kinds = sorted(folder.iterdir())
+    status, _, _, downloads = colorize_api(server.client(tmp_path / "dl"), kinds)
+    assert status == f"Colorized {len(kinds)} of {len(kinds)} photo(s)."
+    assert Image.open(folder / "grey16.png").mode.startswith("I")  # really 16-bit
+    for path, result in zip(kinds, downloads):
+        cli = cli_output(trained, path, tmp_path / "cli", "--size", str(SIZE))
+        assert np.array_equal(np.asarray(Image.open(result)), cli), path.name
+    assert Image.open(downloads[kinds.index(folder / "turned.jpg")]).size == (80, 120)
+
+
 def _bad_uploads(folder, rocket):
     """{file: what the page must say about it}."""
     folder.mkdir()
