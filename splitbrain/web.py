@@ -35,7 +35,8 @@ class Limits:
     """What one upload may be.
 
     Attributes:
-        max_bytes: largest file, in bytes (the server refuses bigger uploads outright).
+        max_bytes: largest file, in bytes (the server refuses bigger uploads outright:
+            ``launch(max_file_size=...)``).
         max_pixels: most pixels (width × height) of one photo, read from its header.
     """
 
@@ -78,12 +79,10 @@ class Page:
         self.lock = threading.Lock()  # belt and braces: the queue already runs one at a time
 
     def read(self, path):
-        """The photo at ``path`` as RGB, or ImageReadError saying why not and what to do."""
-        size = os.path.getsize(path)
-        if size > self.limits.max_bytes:
-            raise ImageReadError(path, f"{size / 2**20:.1f} MB is over this page's limit of "
-                                       f"{self.limits.max_bytes / 2**20:g} MB (start it with "
-                                       f"--max-upload-mb to allow more)")
+        """The photo at ``path`` as RGB, or ImageReadError saying why not and what to do.
+
+        Files over ``limits.max_bytes`` never get here: the server refuses their upload.
+        """
         try:
             return load_rgb(path, max_pixels=self.limits.max_pixels)
         except ImageReadError as err:

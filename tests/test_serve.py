@@ -142,6 +142,17 @@ def test_temperature_and_working_size_reach_the_model(server, trained, rocket, t
     assert np.array_equal(page, cli) and not np.array_equal(page, default)
 
 
+def test_requests_sent_together_each_get_their_own_settings(server, trained, rocket, tmp_path):
+    client = server.client(tmp_path)
+    files = [gradio_client.handle_file(str(rocket))]
+    jobs = {t: client.submit(files, t, SIZE, api_name="/colorize") for t in (0.0, 1.0)}
+    for t, job in jobs.items():
+        _, (_, after), _, _ = job.result(timeout=120)
+        cli = cli_output(trained, rocket, tmp_path / f"cli{t}", "--size", str(SIZE),
+                         "--temperature", str(t))
+        assert np.array_equal(np.asarray(Image.open(after)), cli)
+
+
 def test_every_kind_of_photo_the_cli_reads_gives_the_cli_pixels(server, trained, rocket,
                                                                   tmp_path):
     folder = tmp_path / "kinds"
