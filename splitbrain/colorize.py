@@ -29,6 +29,7 @@ class Colorizer:
         centres: (Q, 2) ab value of each class.
         temperature: annealed-mean temperature.
         size: the short side of the network's working size, in pixels.
+        about: what the checkpoint holds, in words (task and network), for people to read.
     """
 
     model: torch.nn.Module
@@ -36,6 +37,7 @@ class Colorizer:
     centres: torch.Tensor = None
     temperature: float = 0.38
     size: int = 256
+    about: str = ""
 
     @property
     def device(self):
@@ -148,8 +150,12 @@ def colorizer_from_checkpoint(state, path="checkpoint"):
             f"{path} is a {task!r} checkpoint, which cannot colorize; pass a checkpoint from "
             f"tools/train.py --task colorize or --task splitbrain, or the ECCV16 release")
     model = ckpt.build_model(state, path)
+    about = f"task {task}, network {state['model']['name']}"
+    if state.get("source"):
+        about += f" ({state['source']})"
     if task == "colorize":
-        return Colorizer(model, c["head"], c["ab_centres"].float(), c["temperature"])
+        return Colorizer(model, c["head"], c["ab_centres"].float(), c["temperature"],
+                         about=about)
     try:
         half = model.half("l2ab") if isinstance(model, SplitBrain) else model
     except ValueError:
@@ -157,7 +163,8 @@ def colorizer_from_checkpoint(state, path="checkpoint"):
     if half is None or half_name(half.spec) != "l2ab":
         raise ckpt.CheckpointError(f"{path} has no L -> ab half, so it cannot colorize; pass a "
                                    f"checkpoint trained with model.half=both or l2ab")
-    return Colorizer(_LabInput(half), half.head_type, c["ab_centres"].float(), c["temperature"])
+    return Colorizer(_LabInput(half), half.head_type, c["ab_centres"].float(), c["temperature"],
+                     about=about + ", its L -> ab half")
 
 
 def load_colorizer(path, device="cpu", temperature=None, size=256):

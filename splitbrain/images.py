@@ -76,7 +76,7 @@ def _images_under(folder):
     return files
 
 
-def load_rgb(path):
+def load_rgb(path, max_pixels=None):
     """Decode an image file to an 8-bit RGB PIL image.
 
     The EXIF orientation is applied, so the image is upright as a viewer shows it. The whole
@@ -94,14 +94,16 @@ def load_rgb(path):
 
     Args:
         path: the image file.
+        max_pixels: refuse images with more pixels than this (width × height, read from the
+            file's header before any pixel is decoded); None keeps PIL's own limit alone.
 
     Returns:
         A PIL image in mode "RGB".
 
     Raises:
         ImageReadError: the file is missing, empty, not an image, truncated or corrupt, too
-            large to decode safely (PIL's ``Image.MAX_IMAGE_PIXELS``), or in a mode that
-            cannot be converted. The message names the file and the problem.
+            large to decode safely (PIL's ``Image.MAX_IMAGE_PIXELS``, or ``max_pixels``), or
+            in a mode that cannot be converted. The message names the file and the problem.
     """
     path = Path(path)
     try:
@@ -109,9 +111,12 @@ def load_rgb(path):
             # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                _check_pixels(path, img.size, max_pixels)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
+    except ImageReadError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageReadError(path, f"too large to decode safely ({err})") from None
     except FileNotFoundError:
@@ -126,6 +131,14 @@ def load_rgb(path):
         else:
             reason = str(err) or type(err).__name__
         raise ImageReadError(path, reason) from None
+
+
+def _check_pixels(path, size, max_pixels):
+    width, height = size
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(path, f"{width}x{height} pixels ({width * height / 1e6:.1f} "
+                                   f"megapixels) is over the limit of {max_pixels / 1e6:g} "
+                                   f"megapixels")
 
 
 def to_rgb(img):

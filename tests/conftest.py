@@ -1,8 +1,11 @@
-"""Shared fixtures: small real photographs (from scikit-image) written to temporary folders."""
+"""Shared fixtures: small real photographs (from scikit-image) written to temporary folders,
+and a small colorize checkpoint."""
 
 import pytest
 from PIL import Image
 from skimage import data as skdata
+
+from tools_util import run_tool
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 
@@ -30,3 +33,15 @@ def write_photos():
             _photo(PHOTOS[i % len(PHOTOS)], size).save(path)
         return paths
     return write
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A colorize checkpoint from two training steps of the demo network."""
+    out = tmp_path_factory.mktemp("colorize_run")
+    code = run_tool("train", ["--task", "colorize", f"run.out={out}", "optim.iterations=2",
+                              "data.crop=32", "data.val_crop=32", "data.train_length=8",
+                              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
+                              "run.device=cpu"])
+    assert code == 0
+    return out / "latest.pt"

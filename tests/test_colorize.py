@@ -18,18 +18,6 @@ from tools_util import run_tool
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory):
-    """A colorize checkpoint from two training steps of the demo network."""
-    out = tmp_path_factory.mktemp("colorize_run")
-    code = run_tool("train", ["--task", "colorize", f"run.out={out}", "optim.iterations=2",
-                              "data.crop=32", "data.val_crop=32", "data.train_length=8",
-                              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
-                              "run.device=cpu"])
-    assert code == 0
-    return out / "latest.pt"
-
-
 def photo(size, mode="RGB"):
     """A crop of a real photo resized to ``size`` = (W, H), in ``mode``."""
     img = Image.fromarray(skdata.chelsea()).resize(size)

@@ -181,3 +181,13 @@ def test_find_images_errors_name_the_path(tmp_path):
     assert all(ext in str(info.value) for ext in IMAGE_EXTENSIONS)
     with pytest.raises(FileNotFoundError, match="nope"):
         find_images([tmp_path / "nope", tmp_path / "empty"])
+
+
+def test_a_pixel_limit_is_checked_from_the_header_before_decoding(tmp_path, photo, monkeypatch):
+    photo(size=(100, 80)).save(tmp_path / "p.png")
+    assert load_rgb(tmp_path / "p.png", max_pixels=8000).size == (100, 80)
+    decoded = []
+    monkeypatch.setattr(Image.Image, "load", lambda img: decoded.append(img))
+    with pytest.raises(ImageReadError, match=r"p.png: 100x80 pixels .* over the limit of 0.0079"):
+        load_rgb(tmp_path / "p.png", max_pixels=7999)
+    assert decoded == []  # refused from the header: no pixel was decoded

@@ -1,0 +1,81 @@
+"""Drive the colorizing page in headless Chromium, as a person would; also makes the README's
+screenshot, through the same code the browser test runs:
+
+    python tests/serve_browser.py http://127.0.0.1:7860/ photo.png docs/serve_page.png
+
+Chromium is Debian's (``apt-get install chromium``), driven by Playwright's Python API;
+Playwright never downloads a browser here.
+"""
+
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+CHROMIUM = Path("/usr/bin/chromium")
+# No background traffic of the browser's own: every request seen comes from the page.
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def colorize_in_browser(url, photos, downloads, screenshot=None, timeout_s=120):
+    """Open the page, upload ``photos``, wait for the result, download the first one.
+
+    Returns:
+        dict: ``about`` (the page's checkpoint line), ``status`` (its message), ``slider``
+        (the [before, after] image URLs the slider shows), ``download`` (path of the
+        downloaded result), ``download_name`` (the name the browser was given) and
+        ``requests`` (every URL the page requested); with more than one photo also
+        ``slider_second``, the slider's URLs after clicking the second result in the gallery.
+    """
+    from playwright.sync_api import sync_playwright
+
+    requests = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+            page.on("request", lambda request: requests.append(request.url))
+            page.set_default_timeout(timeout_s * 1000)
+            page.goto(url)
+            about = page.locator("#about").inner_text()
+            page.locator("#photos input[type=file]").set_input_files([str(p) for p in photos])
+            page.wait_for_selector("#downloads a[download]")
+            slider = [page.locator("#compare img").nth(i).get_attribute("src") for i in (0, 1)]
+            status = page.locator("#status").inner_text()
+            if screenshot:
+                page.locator("#compare").scroll_into_view_if_needed()
+                page.screenshot(path=str(screenshot), type="jpeg", quality=80, full_page=True)
+            with page.expect_download() as event:
+                page.locator("#downloads a[download]").first.click()
+            download = event.value
+            target = Path(downloads) / download.suggested_filename
+            download.save_as(target)
+            seen = {"about": about, "status": status, "slider": slider, "download": target,
+                    "download_name": download.suggested_filename, "requests": requests}
+            if len(photos) > 1:  # the gallery picks which result the slider compares
+                first = page.locator("#compare img").nth(1).evaluate("img => img.src")
+                page.locator("#results button.thumbnail-item").nth(1).click()
+                page.wait_for_function(
+                    "src => document.querySelectorAll('#compare img')[1].src != src", arg=first)
+                seen["slider_second"] = [page.locator("#compare img").nth(i).get_attribute("src")
+                                         for i in (0, 1)]
+            return seen
+        finally:
+            browser.close()
+
+
+def foreign_hosts(requests, url):
+    """The hosts other than the server's own that ``requests`` went to."""
+    own = urlsplit(url).netloc
+    return sorted({urlsplit(r).netloc for r in requests
+                   if urlsplit(r).scheme in ("http", "https", "ws", "wss")} - {own})
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    server, photo, shot = sys.argv[1:4]
+    with tempfile.TemporaryDirectory() as folder:
+        seen = colorize_in_browser(server, [photo], folder, screenshot=shot)
+    print(seen["status"])
+    print("hosts other than the server's:", foreign_hosts(seen["requests"], server) or "none")
