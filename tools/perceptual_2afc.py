@@ -55,16 +55,17 @@ def feature_networks(args):
         model = perceptual.load_features(path)
         nets[path] = model
         spec = ckpt.load(path).get("model", {})
-        random_archs.append((spec["name"], dict(spec.get("kwargs") or {}), path))
+        random_archs.append((spec["name"], dict(spec.get("kwargs") or {})))
     if not args.features and not args.random:
         random_archs.append("splitbrain_alexnet_small")
+    specs = []
     for arch in random_archs:
-        if isinstance(arch, tuple):
-            name, kwargs, path = arch
-            nets[f"random-init ({Path(path).name} architecture: {name})"] = \
-                perceptual.random_features(name, args.seed, **kwargs)
-        else:
-            nets[f"random-init {arch}"] = perceptual.random_features(arch, args.seed)
+        spec = arch if isinstance(arch, tuple) else (arch, {})
+        if spec not in specs:  # two checkpoints of one architecture share this row
+            specs.append(spec)
+            label = f"random-init {spec[0]}"
+            label += f" #{len(specs)}" if label in nets else ""
+            nets[label] = perceptual.random_features(spec[0], args.seed, **spec[1])
     return nets
 
 
