@@ -217,7 +217,7 @@ def table(rows, kinds):
     lines = ["| distance | " + " | ".join(KINDS) + " | all |",
              "|---|" + "---|" * (len(KINDS) + 1)]
     for label, scores in rows.items():
-        cells = [100 * float(scores[kinds == k].mean()) for k in range(len(KINDS))]
-        cells.append(100 * float(scores.mean()))
-        lines.append(f"| {label} | " + " | ".join(f"{c:.1f}" for c in cells) + " |")
+        cells = [scores[kinds == k] for k in range(len(KINDS))] + [scores]
+        lines.append(f"| {label} | " + " | ".join(
+            f"{100 * float(c.mean()):.1f}" if len(c) else "-" for c in cells) + " |")
     return "\n".join(lines)

@@ -317,3 +317,11 @@ def test_2afc_bad_inputs_exit_non_zero_with_a_message(tmp_path, capsys):
     for extra, message in cases:
         assert run_tool("perceptual_2afc", ["--per-kind", "1", *extra]) == 2
         assert re.search(message, capsys.readouterr().err), message
+
+
+def test_2afc_scores_right_wrong_and_ties_and_tables_by_kind():
+    scores = twoafc.judge(torch.tensor([1.0, 2.0, 2.0, 0.0]), torch.tensor([2.0, 1.0, 2.0, 3.0]))
+    assert scores.tolist() == [1.0, 0.0, 0.5, 1.0]
+    kinds = torch.tensor([0, 0, 1, 3])  # blur, blur, noise, colour; no jpeg triplet
+    row = twoafc.table({"d": scores}, kinds).splitlines()[-1]
+    assert row == "| d | 50.0 | 50.0 | - | 100.0 | 62.5 |"
