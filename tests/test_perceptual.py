@@ -325,3 +325,20 @@ def test_2afc_scores_right_wrong_and_ties_and_tables_by_kind():
     kinds = torch.tensor([0, 0, 1, 3])  # blur, blur, noise, colour; no jpeg triplet
     row = twoafc.table({"d": scores}, kinds).splitlines()[-1]
     assert row == "| d | 50.0 | 50.0 | - | 100.0 | 62.5 |"
+
+
+def test_a_run_from_before_the_loss_keys_resumes_with_the_term_off(tmp_path, capsys):
+    out = tmp_path / "run"
+    tiny = ["--task", "colorize", f"run.out={out}", "data.crop=32", "data.val_crop=32",
+            "data.train_length=8", "data.val_length=4", "optim.batch_size=4",
+            "color.prior_images=4", "run.device=cpu"]
+    assert run_tool("train", [*tiny, "optim.iterations=1"]) == 0
+    state = ckpt.load(out / "latest.pt")
+    del state["config"]["loss"]  # as a checkpoint written before the loss section existed
+    ckpt.save(state, out / "latest.pt")
+    capsys.readouterr()
+    assert run_tool("train", [*tiny, "--resume", "optim.iterations=2"]) == 0
+    assert "added since this run started, at their defaults: loss.perceptual_weight" in \
+        capsys.readouterr().out
+    resumed = ckpt.load(out / "latest.pt")
+    assert resumed["step"] == 2 and resumed["config"]["loss"]["perceptual_weight"] == 0
