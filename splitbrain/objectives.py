@@ -87,14 +87,19 @@ class PerceptualTerm:
         self.lin = None if self.lin is None else {k: v.to(device) for k, v in self.lin.items()}
         return self
 
-    def __call__(self, pred_ab, rgb):
-        """Weighted mean distance; pred_ab (B, 2, h, w) in Lab units, rgb (B, 3, H, W)."""
+    def __call__(self, pred_ab, rgb, keep=None):
+        """Weighted mean distance over the batch.
+
+        Args:
+            pred_ab: (B, 2, h, w) predicted ab in Lab units; rgb: (B, 3, H, W) the truth.
+            keep: (B,) per-image weights (the grey mask: 0 for grey images), or None.
+        """
         truth = color.rgb_to_lab(color.to_float_rgb(rgb))  # (B, 3, H, W)
         ab = F.interpolate(pred_ab.float(), size=truth.shape[-2:], mode="bilinear",
                            align_corners=False)  # (B, 2, H, W)
         pred = torch.cat([truth[:, :1], ab], 1)  # the truth's L: only colour differs
-        return self.weight * perceptual.lab_distance(pred, truth, self.features, self.layers,
-                                                     self.lin).mean()
+        d = perceptual.lab_distance(pred, truth, self.features, self.layers, self.lin)  # (B,)
+        return self.weight * (d if keep is None else d * keep).mean()
 
 
 class ColorizationObjective:
@@ -131,7 +136,7 @@ class ColorizationObjective:
         L = color.lightness(rgb)  # (B, 1, H, W)
         output = model(L)  # (B, 313 or 2, h, w)
         ab = color.sample_ab(rgb, output.shape[-2:])  # (B, 2, h, w), ground truth at output res
-        logs, pixel_w = {}, None
+        logs, pixel_w, keep = {}, None, None
         if self.grey_mask:
             keep = color.colorful_mask(ab).float()  # (B,)
             pixel_w = keep[:, None, None].expand(-1, *ab.shape[-2:])  # (B, h, w)
@@ -147,7 +152,8 @@ class ColorizationObjective:
             loss = losses.soft_cross_entropy(output, idx, w, pixel_w)
         if self.perceptual is not None:
             logs["loss_colour"] = loss.detach()
-            term = self.perceptual(color.decode_ab(output, self.head, self.temperature), rgb)
+            term = self.perceptual(color.decode_ab(output, self.head, self.temperature), rgb,
+                                   keep)
             logs["loss_perceptual"] = term.detach()
             loss = loss + term
         logs["loss"] = loss.detach()
@@ -205,7 +211,6 @@ class SplitBrainObjective:
         self.names = [half_name(h) or f"half{i}" for i, h in enumerate(halves)]
         self.k, self.sigma, self.class_weights = k, sigma, class_weights
         self.temperature = temperature
-        self.perceptual = perceptual
 
     def __call__(self, model, rgb):
         lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)

@@ -342,3 +342,14 @@ def test_a_run_from_before_the_loss_keys_resumes_with_the_term_off(tmp_path, cap
         capsys.readouterr().out
     resumed = ckpt.load(out / "latest.pt")
     assert resumed["step"] == 2 and resumed["config"]["loss"]["perceptual_weight"] == 0
+
+
+def test_grey_images_that_the_grey_mask_drops_get_no_perceptual_term(nets):
+    term = PerceptualTerm(nets["random"], weight=1.0)
+    torch.manual_seed(0)
+    model = build_model("eccv16_small").eval()
+    grey = (crops(2).mean(1, keepdim=True).expand(-1, 3, -1, -1) * 255).round().to(torch.uint8)
+    for grey_mask, expect_zero in ((True, True), (False, False)):
+        objective = ColorizationObjective(rebalance=False, grey_mask=grey_mask, perceptual=term)
+        _, logs, _ = objective(model, grey)
+        assert (float(logs["loss_perceptual"]) == 0) == expect_zero
