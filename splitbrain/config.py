@@ -160,6 +160,31 @@ def resolve(task, config_path=None, overrides=()):
     return apply_overrides(cfg, parse_overrides(overrides))
 
 
+def add_new_keys(cfg, task):
+    """A stored config (e.g. of a run being resumed) with the keys its task gained since.
+
+    Keys that the task's reference config has and ``cfg`` lacks are added at the reference's
+    values, which keep the old behaviour (e.g. ``loss.perceptual_weight: 0``).
+
+    Returns:
+        (the completed copy, the dotted names of the keys added).
+    """
+    reference = load_yaml(CONFIG_DIR / f"{task}_demo.yaml")
+    cfg, added = copy.deepcopy(cfg), []
+
+    def fill(node, ref, prefix):
+        for key, value in ref.items():
+            if key not in node:
+                node[key] = copy.deepcopy(value)
+                added.extend(flatten({key: value}, prefix) if isinstance(value, dict) and value
+                             else [prefix + key])
+            elif isinstance(value, dict) and isinstance(node[key], dict):
+                fill(node[key], value, f"{prefix}{key}.")
+
+    fill(cfg, reference, "")
+    return cfg, added
+
+
 def save(cfg, path):
     """Write the resolved config as YAML (atomically)."""
     text = yaml.safe_dump(cfg, sort_keys=False)

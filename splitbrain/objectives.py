@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import color, losses
+from . import color, losses, perceptual
 from .metrics import ColorMetrics
 from .models import half_name
 
@@ -58,6 +58,50 @@ def _grey(lightness):
     return lightness.expand(-1, 3, -1, -1).clamp(0, 100) / 100
 
 
+class PerceptualTerm:
+    """An extra colorization loss: the perceptual distance of the decoded colours to the truth.
+
+    The predicted ab is decoded differentiably (the annealed mean is a softmax; a "reg" head
+    is already ab), upsampled to the input size, joined with the input's own L, and compared
+    with the true Lab through a frozen feature network (:mod:`splitbrain.perceptual`). Only
+    the colorizer receives gradients: the feature network is in eval mode with
+    ``requires_grad`` off and is not part of the trained model.
+
+    Args:
+        features: a frozen feature network that reads colour (e.g. a split-brain model).
+        weight: the term's factor in the loss (> 0).
+        layers: the feature taps used.
+        lin: optional "lin" weights, layer -> (C,).
+    """
+
+    def __init__(self, features, weight, layers=perceptual.DEFAULT_LAYERS, lin=None):
+        perceptual.require_colour(features)
+        self.features = perceptual.freeze(features)
+        self.layers = perceptual.check_layers(features, layers)
+        if lin is not None:
+            perceptual.check_weights(lin, features, self.layers)
+        self.weight, self.lin = weight, lin
+
+    def to(self, device):
+        self.features.to(device)
+        self.lin = None if self.lin is None else {k: v.to(device) for k, v in self.lin.items()}
+        return self
+
+    def __call__(self, pred_ab, rgb, keep=None):
+        """Weighted mean distance over the batch.
+
+        Args:
+            pred_ab: (B, 2, h, w) predicted ab in Lab units; rgb: (B, 3, H, W) the truth.
+            keep: (B,) per-image weights (the grey mask: 0 for grey images), or None.
+        """
+        truth = color.rgb_to_lab(color.to_float_rgb(rgb))  # (B, 3, H, W)
+        ab = F.interpolate(pred_ab.float(), size=truth.shape[-2:], mode="bilinear",
+                           align_corners=False)  # (B, 2, H, W)
+        pred = torch.cat([truth[:, :1], ab], 1)  # the truth's L: only colour differs
+        d = perceptual.lab_distance(pred, truth, self.features, self.layers, self.lin)  # (B,)
+        return self.weight * (d if keep is None else d * keep).mean()
+
+
 class ColorizationObjective:
     """L -> ab, as a class-rebalanced soft classification (Zhang et al., ECCV 2016) or L2.
 
@@ -67,17 +111,21 @@ class ColorizationObjective:
         class_weights: (313,) rebalancing weights, or None; also used for the rebalanced AuC.
         rebalance: weight each pixel's loss by its colour's class weight.
         grey_mask: give grey images inside a colour dataset weight 0.
-        temperature: annealed-mean temperature for metrics and image grids.
+        temperature: annealed-mean temperature for metrics, image grids and the perceptual
+            term's decoding.
+        perceptual: a :class:`PerceptualTerm` added to the loss, or None (the default: the
+            step is exactly the one without it).
     """
 
     def __init__(self, head="cl", k=10, sigma=5.0, class_weights=None, rebalance=True,
-                 grey_mask=True, temperature=0.38):
+                 grey_mask=True, temperature=0.38, perceptual=None):
         color.check_head(head)
         self.head, self.k, self.sigma = head, k, sigma
         self.class_weights = class_weights
         self.rebalance = rebalance and class_weights is not None
         self.grey_mask = grey_mask
         self.temperature = temperature
+        self.perceptual = perceptual
 
     def __call__(self, model, rgb):
         """Loss of ``model`` on an sRGB batch (B, 3, H, W), uint8 or float in [0, 1].
@@ -88,7 +136,7 @@ class ColorizationObjective:
         L = color.lightness(rgb)  # (B, 1, H, W)
         output = model(L)  # (B, 313 or 2, h, w)
         ab = color.sample_ab(rgb, output.shape[-2:])  # (B, 2, h, w), ground truth at output res
-        logs, pixel_w = {}, None
+        logs, pixel_w, keep = {}, None, None
         if self.grey_mask:
             keep = color.colorful_mask(ab).float()  # (B,)
             pixel_w = keep[:, None, None].expand(-1, *ab.shape[-2:])  # (B, h, w)
@@ -102,6 +150,12 @@ class ColorizationObjective:
                 cw = self.class_weights.to(ab.device)[idx[:, 0]]  # (B, h, w)
                 pixel_w = cw if pixel_w is None else pixel_w * cw
             loss = losses.soft_cross_entropy(output, idx, w, pixel_w)
+        if self.perceptual is not None:
+            logs["loss_colour"] = loss.detach()
+            term = self.perceptual(color.decode_ab(output, self.head, self.temperature), rgb,
+                                   keep)
+            logs["loss_perceptual"] = term.detach()
+            loss = loss + term
         logs["loss"] = loss.detach()
         return loss, logs, Prediction(output, L)
 

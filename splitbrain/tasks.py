@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from . import color, distributed
+from . import color, distributed, perceptual
 from .models import build_model
-from .objectives import ColorizationObjective, SplitBrainObjective
+from .objectives import ColorizationObjective, PerceptualTerm, SplitBrainObjective
 from .prior import estimate_prior, load_prior
 
 
@@ -39,6 +39,19 @@ def colorize_objective(cfg, model, prior):
         head=cfg["model"]["head"], k=c["k"], sigma=c["sigma"],
         class_weights=color.rebalance_weights(prior, c["lambda"]), rebalance=c["rebalance"],
         grey_mask=c["grey_mask"], temperature=c["temperature"])
+
+
+def colorize_perceptual(cfg):
+    """The ``loss.perceptual_*`` term of a colorize config, or None at weight 0 (nothing loaded)."""
+    lo = cfg["loss"]
+    if lo["perceptual_weight"] == 0:
+        return None
+    features = perceptual.load_features(lo["perceptual_ckpt"])
+    layers = perceptual.check_layers(features, lo["perceptual_layers"])
+    lin = None
+    if lo["perceptual_lin"]:
+        lin = perceptual.load_lin_weights(lo["perceptual_lin"], features, layers)
+    return PerceptualTerm(features, lo["perceptual_weight"], layers, lin)
 
 
 def colorize_color_state(cfg, model, prior):
@@ -90,11 +103,12 @@ class Task:
     objective: object     # (cfg, model, prior) -> objective
     color_state: object   # (cfg, model, prior) -> the checkpoint's "color" entry
     needs_prior: object   # cfg -> whether a prior must exist (else only one given is used)
+    extra_loss: object = None  # cfg -> a term the objective adds to its loss, or None
 
 
 TASKS = {
     "colorize": Task(colorize_model_spec, colorize_objective, colorize_color_state,
-                     lambda cfg: True),
+                     lambda cfg: True, colorize_perceptual),
     "splitbrain": Task(splitbrain_model_spec, splitbrain_objective, splitbrain_color_state,
                        lambda cfg: cfg["color"]["rebalance"]),
 }
@@ -139,6 +153,12 @@ def setup(task, cfg, train_set, device, log, resume=None):
     objective = t.objective(cfg, model, prior)
     objective.class_weights = (None if objective.class_weights is None
                                else objective.class_weights.to(device))
+    if t.extra_loss is not None:
+        term = t.extra_loss(cfg)
+        if term is not None:
+            log(f"perceptual loss term: weight {term.weight}, features "
+                f"{cfg['loss']['perceptual_ckpt']}, layers {','.join(term.layers)}")
+            objective.perceptual = term.to(device)
     return Setup(model, spec, objective, {"color": t.color_state(cfg, model, prior)})
 
 
@@ -210,12 +230,42 @@ def check_config(task, cfg):
     need(r["val_batches"] >= 0, "run.val_batches", r["val_batches"], "must be >= 0 (0: all)")
     if task == "colorize":
         need(m["head"] in color.HEADS, "model.head", m["head"], f"one of {', '.join(color.HEADS)}")
+        problems += _loss_problems(cfg)
     else:
         need(all(h in color.HEADS for h in m["heads"]) and len(m["heads"]) == 2, "model.heads",
              m["heads"], "two of cl | reg, e.g. [cl, cl]")
     if problems:
         raise ValueError("bad config values:\n  " + "\n  ".join(problems))
     _check_crops(task, cfg)
+
+
+def _loss_problems(cfg):
+    """What is wrong with a colorize config's ``loss.perceptual_*`` keys, as message lines."""
+    from pathlib import Path
+
+    lo, problems = cfg["loss"], []
+    weight, path = lo["perceptual_weight"], lo["perceptual_ckpt"]
+    if not weight >= 0:
+        problems.append(f"loss.perceptual_weight={weight!r}: must be >= 0 (0: no perceptual term)")
+    if not weight > 0:
+        return problems
+    if cfg["model"]["head"] == "cl" and cfg["color"]["temperature"] == 0:
+        problems.append("color.temperature=0 with loss.perceptual_weight > 0: decoding the mode "
+                        "has no gradient; use a temperature > 0 (e.g. 0.38)")
+    if not path or not Path(path).is_file():
+        problems.append(f"loss.perceptual_ckpt={path!r}: file not found; give a split-brain "
+                        f"checkpoint (e.g. runs/splitbrain_demo/latest.pt) or set "
+                        f"loss.perceptual_weight=0")
+        return problems
+    if lo["perceptual_lin"] and not Path(lo["perceptual_lin"]).is_file():
+        problems.append(f"loss.perceptual_lin={lo['perceptual_lin']!r}: file not found; fit one "
+                        f"with tools/perceptual_2afc.py --save-lin, or set it to null")
+        return problems
+    try:
+        colorize_perceptual(cfg)
+    except perceptual.PerceptualError as err:
+        problems.append(f"loss.perceptual_*: {err}")
+    return problems
 
 
 def _check_crops(task, cfg):

@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Colour-quality metrics of a colorization model, and shift consistency of models and probes.
+"""Quality of a colorization model's output, and shift consistency of models and probes.
 
     python tools/evaluate.py --ckpt runs/colorize_demo/best.pt --data sample
+    python tools/evaluate.py --ckpt runs/colorize_demo/best.pt --metric perceptual \
+        --features runs/splitbrain_demo/latest.pt --layers conv1,conv2,conv3
     python tools/evaluate.py --metric consistency --ckpt runs/colorize_demo/best.pt --shift 16
     python tools/evaluate.py --metric consistency --probe runs/probe_demo --shift 16
 
 --metric colour (default) prints AuC of the per-pixel ab error (thresholds 0..150, raw and
 class-rebalanced), PSNR and colourfulness, for the model and for the all-grey prediction as a
 baseline (ECCV16 Table 1 style).
+
+--metric perceptual prints the perceptual distance (splitbrain.perceptual) of the colorized
+output to the truth, through the frozen features of --features: a network that sees colour
+(a split-brain checkpoint), since the output keeps the truth's lightness.
 
 --metric consistency (Zhang, ICML 2019) crops each image twice, offset by up to --shift pixels:
 for a colorizer it adds how far the predicted ab map moves (mean ab distance on the overlap,
@@ -22,7 +28,7 @@ from pathlib import Path
 
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
-from splitbrain import engine
+from splitbrain import engine, perceptual
 from splitbrain.colorize import colorizer_from_checkpoint
 from splitbrain.consistency import classifier_consistency, colorizer_consistency
 from splitbrain.data import build_dataset, eval_loader
@@ -35,19 +41,17 @@ from splitbrain.runtime import resolve_device
 from splitbrain.tasks import objective_from_checkpoint
 
 METRICS = ["auc", "auc_rebalanced", "psnr", "colourfulness"]
+CHOICES = ("colour", "perceptual", "consistency")
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", default="colorize", choices=["colorize"])
-    parser.add_argument("--metric", default="colour", choices=["colour", "consistency"])
+    parser.add_argument("--metric", default="colour", choices=CHOICES)
     parser.add_argument("--ckpt", help="a colorization checkpoint")
     parser.add_argument("--probe", help="consistency of a probe: its run folder (tools/probe.py "
                                         "--out), which holds heads.pt")
-    parser.add_argument("--shift", type=int, default=16,
-                        help="consistency: largest offset between the two crops, in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="consistency: seeds the offsets")
     parser.add_argument("--data", default="sample", help="sample | cifar10 | stl10 | folder")
     parser.add_argument("--split", default="val")
     parser.add_argument("--size", type=int, default=None, help="centre crop (default: training)")
@@ -56,6 +60,15 @@ def main(argv=None):
     parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--root", default="./data")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--features", help="perceptual: checkpoint whose network gives the "
+                        "features (must see colour, e.g. a split-brain checkpoint)")
+    parser.add_argument("--layers", default=",".join(perceptual.DEFAULT_LAYERS),
+                        help="perceptual: feature taps, comma-separated")
+    parser.add_argument("--lin", help="perceptual: lin weights (tools/perceptual_2afc.py "
+                        "--save-lin); default: every channel weighs 1")
+    parser.add_argument("--shift", type=int, default=16,
+                        help="consistency: largest offset between the two crops, in pixels")
+    parser.add_argument("--seed", type=int, default=0, help="consistency: seeds the offsets")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     if (args.ckpt is None) == (args.probe is None):
@@ -66,9 +79,17 @@ def main(argv=None):
               "results.csv that tools/probe.py wrote")
     if args.metric == "consistency" and args.shift < 1:
         fatal(f"--shift must be at least 1 pixel, got {args.shift}")
+    if args.metric == "perceptual" and not args.features:
+        parser.error("--metric perceptual needs --features CKPT (e.g. a split-brain checkpoint)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
     if args.probe is not None:
         return probe_consistency(args)
 
+    # --- model and data: every check before any work -----------------------------------------
     try:
         state = ckpt.load(args.ckpt, task=args.task)
         cfg = state["config"]
@@ -81,35 +102,59 @@ def main(argv=None):
     try:
         device = resolve_device(args.device)
         model = ckpt.build_model(state, args.ckpt).to(device)
-    except ValueError as err:  # a CheckpointError, or an unavailable device
+        if args.metric == "perceptual":
+            features = perceptual.load_features(args.features).to(device)
+            perceptual.require_colour(features, f"--features {args.features}")
+            layers = perceptual.check_layers(features, args.layers)
+            lin = perceptual.load_lin_weights(args.lin, features, layers) if args.lin else None
+    except ValueError as err:  # a CheckpointError, PerceptualError, or an unavailable device
         fatal(err)
     objective = objective_from_checkpoint(state, model)
     if args.temperature is not None:
         objective.temperature = args.temperature
-    results = engine.evaluate(model, objective, eval_loader(dataset, args.batch_size), device)
-    temperature = objective.temperature
-    columns = ["AuC", "AuC rebalanced", "PSNR (dB)", "colourfulness"]
-    if args.metric == "consistency":
-        colorizer = colorizer_from_checkpoint(state, args.ckpt)
-        colorizer.model.to(device).eval()
-        colorizer.temperature = temperature
-        shifted = build_dataset(args.data, args.split, size + args.shift, train=False,
-                                length=len(dataset), root=args.root, seed=cfg["run"]["seed"])
-        change = colorizer_consistency(colorizer, shifted, size, args.shift, args.batch_size,
-                                       args.seed)["ab_shift_change"]
-        results["val/model/ab_shift_change"] = change
-        results["val/grey/ab_shift_change"] = 0.0  # all-grey does not move at all
-        columns.append(f"ab change under shifts <= {args.shift} px")
+    loader = eval_loader(dataset, args.batch_size)
+    head = f"{len(dataset)} images from {args.data} ({args.split}), {size}x{size}, " \
+           f"T={objective.temperature}"
 
-    print(f"{len(dataset)} images from {args.data} ({args.split}), {size}x{size}, T={temperature}")
-    print("| prediction | " + " | ".join(columns) + " |")
-    print("|---" * (len(columns) + 1) + "|")
-    metrics = METRICS + (["ab_shift_change"] if args.metric == "consistency" else [])
-    for name in ("grey", "model"):
-        row = [results.get(f"val/{name}/{m}", float("nan")) for m in metrics]
-        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
+    # --- measure ---------------------------------------------------------------------------
+    if args.metric == "perceptual":
+        results = perceptual.score_colorizer(model, objective, loader, features, layers, lin,
+                                             device)
+        print(f"{head}; features {args.features}, layers {','.join(layers)}, "
+              f"{'lin weights ' + args.lin if lin else 'channels weighted 1'}")
+        print("| prediction | perceptual distance to the truth |")
+        print("|---|---|")
+        for name in ("grey", "model"):
+            print(f"| {name} | {results[name]:.5f} |")
+    else:
+        results = engine.evaluate(model, objective, loader, device)
+        extra = {}
+        if args.metric == "consistency":
+            colorizer = colorizer_from_checkpoint(state, args.ckpt)
+            colorizer.model.to(device).eval()
+            colorizer.temperature = objective.temperature
+            shifted = build_dataset(args.data, args.split, size + args.shift, train=False,
+                                    length=len(dataset), root=args.root, seed=cfg["run"]["seed"])
+            change = colorizer_consistency(colorizer, shifted, size, args.shift,
+                                           args.batch_size, args.seed)["ab_shift_change"]
+            results["val/model/ab_shift_change"] = change
+            results["val/grey/ab_shift_change"] = 0.0  # all-grey does not move at all
+            extra = {"ab_shift_change": f"ab change under shifts <= {args.shift} px"}
+        print(head)
+        print_colour_table(results, extra)
     if args.json:
         write_json(args.json, results)
+
+
+def print_colour_table(results, extra=None):
+    """The colour metrics of the grey and model rows, plus ``extra`` {metric: column title}."""
+    extra = extra or {}
+    columns = ["AuC", "AuC rebalanced", "PSNR (dB)", "colourfulness", *extra.values()]
+    print("| prediction | " + " | ".join(columns) + " |")
+    print("|---" * (len(columns) + 1) + "|")
+    for name in ("grey", "model"):
+        row = [results.get(f"val/{name}/{m}", float("nan")) for m in METRICS + list(extra)]
+        print(f"| {name} | " + " | ".join(f"{v:.2f}" for v in row) + " |")
 
 
 def write_json(path, results):
@@ -122,7 +167,7 @@ def probe_consistency(args):
     try:
         heads, meta = load_heads(run / HEADS_FILE)
         cfg = config_lib.load_yaml(run / "config.yaml")
-        d, p = cfg["data"], cfg["probe"]
+        d = cfg["data"]
         size = args.size or d["crop"]
         encoder, _, _ = open_encoder(meta["ckpt"], meta["init"], meta["model"]["name"],
                                      list(heads), meta["resize"], "fp32", cfg["run"]["seed"])
@@ -134,7 +179,7 @@ def probe_consistency(args):
         device = resolve_device(args.device)
     except (ProbeError, config_lib.ConfigError, ckpt.CheckpointError, FileNotFoundError,
             ValueError, KeyError) as err:
-        fatal(f"{run}: {err}" if isinstance(err, KeyError) else err)
+        fatal(f"{run}: missing {err}" if isinstance(err, KeyError) else err)
     encoder.to(device)
     heads = {name: head.to(device) for name, head in heads.items()}
     results = classifier_consistency(encoder, heads, val, size, args.shift, args.batch_size,

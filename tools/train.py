@@ -68,7 +68,8 @@ def main(argv=None):
             hint = (f"move {latest} aside (or choose another run.out) to start anew"
                     if latest.exists() else "start without --resume")
             fatal(f"{err}\nnothing to resume in {run_dir}; {hint}")
-        cfg = config_lib.apply_overrides(state["config"], config_lib.parse_overrides(overrides))
+        cfg, new_keys = config_lib.add_new_keys(state["config"], args.task)
+        cfg = config_lib.apply_overrides(cfg, config_lib.parse_overrides(overrides))
     elif latest.exists():
         fatal(f"{run_dir} already holds a run (latest.pt); pass --resume to continue it, or "
               f"choose another directory with run.out=...")
@@ -142,6 +143,9 @@ def main(argv=None):
             log(line)
         loader.batch_sampler.start_step = step
         log(f"resumed from {latest} at step {step}")
+        if new_keys:
+            log(f"config keys added since this run started, at their defaults: "
+                f"{', '.join(new_keys)}")
 
     def save(name, at_step, metrics):
         # A diverged run can keep a finite loss while its weights blow up: never save those.
