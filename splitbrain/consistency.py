@@ -20,7 +20,7 @@ import torch
 from tqdm import tqdm
 
 from . import color
-from .data import eval_loader
+from .loaders import eval_loader
 
 
 def pair_offsets(indices, max_shift, seed=0):

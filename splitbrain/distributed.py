@@ -5,7 +5,7 @@ options) starts N copies of a script; each reads its rank from the environment t
 Without torchrun every function here works as for a single process, so the same code runs both
 ways. The rules a distributed run follows:
 
-- every rank takes its slice of the same global batch (``data.StepBatches``), so the data
+- every rank takes its slice of the same global batch (``loaders.StepBatches``), so the data
   order depends only on (seed, step), never on the number of processes;
 - rank 0 alone writes files (logs, TensorBoard, checkpoints) and estimates the ab prior,
   which it broadcasts;

@@ -1,6 +1,6 @@
 """The training loop and evaluation, as plain functions over explicit arguments.
 
-The data order comes from the loaders of :mod:`splitbrain.data` (a pure function of (seed,
+The data order comes from the loaders of :mod:`splitbrain.loaders` (a pure function of (seed,
 step)); checkpoints from :mod:`splitbrain.checkpoint`; device and precision from
 :mod:`splitbrain.runtime`. This module only runs steps, validates and decides when to log.
 """
@@ -25,7 +25,7 @@ class NonFiniteLossError(RuntimeError):
 def evaluate(model, objective, loader, device, precision="fp32"):
     """Mean loss (and logs) over ``loader`` plus the objective's metrics, model in eval mode.
 
-    In a distributed run every rank passes its shard (``data.eval_loader(rank=...)``) and gets
+    In a distributed run every rank passes its shard (``loaders.eval_loader(rank=...)``) and gets
     the numbers of all shards together: losses weighted by images and metric counts are summed
     over ranks before dividing.
     """
@@ -132,7 +132,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
 
     Args:
         model: the network, or its DistributedDataParallel wrapper in a distributed run.
-        loader: endless training loader positioned at ``start_step`` (``data.train_loader``).
+        loader: endless training loader positioned at ``start_step`` (``loaders.train_loader``).
         val_loader: validation loader (this rank's shard), or None.
         image_batch: fixed validation images for TensorBoard grids, or None.
         log_every, image_every, val_every, ckpt_every: intervals in steps (0: never); the

@@ -25,8 +25,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from .compat import jpeg_decoder, torchvision
-from .data import ImageFiles, SeededSamples, StepBatches, seeded
+from .compat import jpeg_decoder
+from .data import ImageFiles
+from .loaders import SeededSamples, StepBatches, seeded
 
 DECODES = ("cpu", "gpu")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -160,16 +161,16 @@ class GPUDecodedBatches:
             if "crop" in item:
                 crop = item["crop"]
             elif i in images:
-                crop = seeded(item["seed"], lambda: self.dataset.transform(images[i]))
+                crop = seeded(item["seed"], self.dataset.transform, images[i])
             else:  # refused by nvJPEG: the CPU path (which skips and counts unreadable files)
-                crop = seeded(item["seed"], lambda: self.dataset[item["index"]][0])
+                crop = seeded(item["seed"], self.dataset.__getitem__, item["index"])[0]
             crops.append(torch.as_tensor(crop).to(self.device, non_blocking=True))
         return torch.stack(crops)
 
 
 def gpu_train_loader(dataset, batch_size, seed, start_step, workers, device, rank=0,
                      world_size=1, decoder=None):
-    """:func:`splitbrain.data.train_loader` with JPEG decoding on ``device`` (same batches)."""
+    """:func:`splitbrain.loaders.train_loader` with JPEG decoding on ``device`` (same batches)."""
     sampler = StepBatches(len(dataset), batch_size, seed, start_step, rank, world_size)
     loader = DataLoader(EncodedSamples(dataset), batch_sampler=sampler, num_workers=workers,
                         collate_fn=_keep_list, pin_memory=torch.device(device).type == "cuda",

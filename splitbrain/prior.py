@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from . import color
 from .checkpoint import atomic_write
-from .data import eval_loader
+from .loaders import eval_loader
 
 
 def estimate_prior(dataset, max_images=0, batch_size=32, device="cpu", sigma=5.0, workers=0):

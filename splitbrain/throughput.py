@@ -15,7 +15,8 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import color
-from .data import SAMPLE_PHOTOS, ImageFiles, sample_photo, train_loader, train_transform
+from .data import SAMPLE_PHOTOS, ImageFiles, sample_photo, train_transform
+from .loaders import train_loader
 from .models import build_model
 from .objectives import ColorizationObjective, SplitBrainObjective
 from .runtime import autocast

@@ -8,8 +8,9 @@ import torch
 from PIL import Image
 
 from splitbrain.data import (SAMPLE_PHOTOS, ImageFiles, LabelledFolder, SamplePhotos,
-                             SeededSamples, StepBatches, UnreadableImageWarning, build_dataset,
-                             eval_transform, train_transform)
+                             UnreadableImageWarning, build_dataset, eval_transform,
+                             train_transform)
+from splitbrain.loaders import SeededSamples, StepBatches
 
 
 # --- transforms -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from splitbrain import checkpoint as ckpt
-from splitbrain.data import StepBatches, eval_loader
+from splitbrain.loaders import StepBatches, eval_loader
 from splitbrain.metrics import ColorMetrics
 
 pytestmark = pytest.mark.slow

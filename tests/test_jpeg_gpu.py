@@ -13,7 +13,8 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
-from splitbrain.data import build_dataset, train_loader
+from splitbrain.data import build_dataset
+from splitbrain.loaders import train_loader
 from splitbrain.jpeg_gpu import EncodedSamples, choose_decode, gpu_train_loader
 from tools_util import run_tool
 

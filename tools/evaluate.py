@@ -31,7 +31,8 @@ from splitbrain import config as config_lib
 from splitbrain import engine, perceptual
 from splitbrain.colorize import colorizer_from_checkpoint
 from splitbrain.consistency import classifier_consistency, colorizer_consistency
-from splitbrain.data import build_dataset, eval_loader
+from splitbrain.data import build_dataset
+from splitbrain.loaders import eval_loader
 from splitbrain.probe import ProbeError
 from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import open_encoder

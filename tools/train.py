@@ -22,7 +22,8 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
-from splitbrain.data import build_dataset, eval_loader, train_loader
+from splitbrain.data import build_dataset
+from splitbrain.loaders import eval_loader, train_loader
 from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
 from splitbrain.runlog import RunLog, fatal, silent

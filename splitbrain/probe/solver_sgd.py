@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .. import distributed
-from ..data import eval_loader, train_loader
+from ..loaders import eval_loader, train_loader
 from . import ProbeError, ProtocolError
 from .encoder import PROBE_LAYERS, check_frozen, check_no_encoder_grad, check_unchanged, snapshot
 from .heads import from_linear_probe

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
-from ..data import eval_loader
+from ..loaders import eval_loader
 from .encoder import check_unchanged, snapshot
 from .heads import from_sklearn
 
@@ -32,7 +32,7 @@ from .heads import from_sklearn
 def extract_features(encoder, dataset, batch_size=256, workers=0, desc="features"):
     """Every probed layer's features of ``dataset``, in one pass of the frozen encoder.
 
-    Items are seeded by their index (:func:`splitbrain.data.eval_loader`), so an augmented
+    Items are seeded by their index (:func:`splitbrain.loaders.eval_loader`), so an augmented
     dataset gives the same features on every call.
 
     Returns:
