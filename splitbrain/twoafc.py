@@ -188,7 +188,9 @@ def feature_rows(label, triplets, model, layer_sets, test, batch=64):
     near, far = feature_terms(triplets, model, union, batch)
     rows, lins = {}, {}
     for layers in layer_sets:
-        pick = lambda terms, mask: {n: terms[n][mask] for n in layers}  # noqa: E731
+        def pick(terms, mask, layers=layers):
+            return {n: terms[n][mask] for n in layers}
+
         name = f"{label} {layer_set_name(layers)}"
         rows[name] = judge(perceptual.combine(pick(near, test)),
                            perceptual.combine(pick(far, test)))

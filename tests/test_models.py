@@ -5,7 +5,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-from splitbrain import color
 from splitbrain.models import MODELS, AlexNetEncoder, SplitBrain, SplitBrainHalf, build_model
 from splitbrain.models.layers import make_pool, make_strided_conv
 

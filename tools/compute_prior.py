@@ -8,7 +8,6 @@
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
