@@ -19,7 +19,6 @@ on the CPU.
 """
 
 import io
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -73,16 +72,22 @@ def _tiny_jpeg():
     return torch.frombuffer(bytearray(buffer.getvalue()), dtype=torch.uint8)
 
 
-def _gpu_decodable(path, data):
-    """True for a JPEG whose colour mode nvJPEG decodes to what PIL gives (RGB or grey)."""
-    if data[:3] != _JPEG_MAGIC:
-        return False
+def _read_gpu_jpeg(path):
+    """The file's bytes if it is a JPEG nvJPEG decodes as PIL does (RGB or grey), else None.
+
+    Other files are not read whole here: the CPU path reads them once, as without the option.
+    """
     try:
+        with open(path, "rb") as f:
+            if f.read(len(_JPEG_MAGIC)) != _JPEG_MAGIC:
+                return None
+            data = _JPEG_MAGIC + f.read()
         with Image.open(io.BytesIO(data)) as img:  # the header only
-            return img.format == "JPEG" and img.mode in _GPU_MODES \
+            ok = img.format == "JPEG" and img.mode in _GPU_MODES \
                 and img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf"))
-    except Exception:  # noqa: BLE001 - PIL fails in many ways; the CPU path reports them
-        return False
+    except Exception:  # noqa: BLE001 - missing, unreadable, a bad header: the CPU path reports it
+        return None
+    return data if ok else None
 
 
 class EncodedSamples(SeededSamples):
@@ -95,15 +100,11 @@ class EncodedSamples(SeededSamples):
 
     def __getitem__(self, key):
         index, seed = key
-        path = self.dataset._paths[index]
-        if not self.dataset._unreadable[index]:
-            try:
-                data = Path(path).read_bytes()
-            except OSError:
-                data = b""
-            if _gpu_decodable(path, data):
-                return {"jpeg": torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                        "index": index, "seed": seed}
+        data = None if self.dataset._unreadable[index] else \
+            _read_gpu_jpeg(self.dataset._paths[index])
+        if data is not None:
+            return {"jpeg": torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                    "index": index, "seed": seed}
         return {"crop": super().__getitem__(key)[0]}
 
 
