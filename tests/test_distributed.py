@@ -39,7 +39,9 @@ def torchrun(args, nproc=2, script=TRAIN, timeout=300):
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         kill_all(proc)  # no worker left behind to slow the rest of the suite
-        raise
+        out, err = proc.communicate()
+        raise AssertionError(f"torchrun ran past {timeout} s; its last output:\n"
+                             f"{(out or '')[-2000:]}\n{(err or '')[-3000:]}") from None
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
@@ -225,9 +227,9 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_nodes_through_rendezvous_match_one_node_with_two_processes(tmp_path):
+def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp_path):
     """Multi-node launch as README shows it (c10d rendezvous), with two 'nodes' on this host:
-    two torchrun agents of one process each must train exactly as one agent of two."""
+    two torchrun agents of one process each train as one process with the whole batch."""
     port = free_port()
     args = [*TINY, "optim.iterations=3", "run.val_every=1000", f"run.out={tmp_path / 'nodes'}"]
     agents = [subprocess.Popen(
@@ -244,10 +246,10 @@ def test_two_nodes_through_rendezvous_match_one_node_with_two_processes(tmp_path
                 kill_all(agent)
     for agent, (_, err) in zip(agents, results):
         assert agent.returncode == 0, err[-3000:]
-    one_node = torchrun([*TINY, "optim.iterations=3", "run.val_every=1000",
-                         f"run.out={tmp_path / 'one_node'}"])
-    assert one_node.returncode == 0, one_node.stderr[-3000:]
-    a = weights(tmp_path / "nodes" / "latest.pt")
-    b = weights(tmp_path / "one_node" / "latest.pt")
-    assert all(torch.equal(a[k], b[k]) for k in a), max_diff(a, b)
+    one = single([*TINY, "optim.iterations=3", "run.val_every=1000",
+                  f"run.out={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+    # As for one node with two processes: the same updates up to float rounding.
+    assert max_diff(weights(tmp_path / "nodes" / "latest.pt"),
+                    weights(tmp_path / "one" / "latest.pt")) < 1e-5
     assert ckpt.load(tmp_path / "nodes" / "latest.pt")["config"]["run"]["world_size"] == 2
