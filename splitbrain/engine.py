@@ -11,6 +11,7 @@ import time
 import torch
 
 from . import distributed
+from .hostsync import HostSyncError, HostSyncWatch, device_tensors, optimizer_host_tensors
 from .runlog import log_images
 from .runtime import autocast
 
@@ -142,8 +143,10 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         save: ``save(name, step, metrics)`` with name "latest" or "best", or None.
         best_loss: the best validation loss so far (a resumed run's).
         progress: a tqdm bar updated every step, or None.
-        sync_debug: on CUDA, make any host-device synchronisation inside a step an error
-            (``torch.cuda.set_sync_debug_mode``); the checks between steps are allowed.
+        sync_debug: make any host-device synchronisation inside a step an error; the checks
+            between steps are allowed. On CUDA through ``torch.cuda.set_sync_debug_mode``;
+            elsewhere :class:`hostsync.HostSyncWatch` looks for the operations that would
+            synchronise on a GPU (raising ``hostsync.HostSyncError``).
         stop: a ``runtime.StopSignals``; once it has received a signal the loop returns after
             the current step (in a distributed run, at the next logging step, when every rank
             agrees), and the caller saves.
@@ -166,6 +169,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     world = distributed.world_size()
     net = distributed.unwrap(model)  # for images: a forward on one rank must not broadcast
     model.train()
+    # Without CUDA's own mode, the watch follows what is computed from these device tensors.
+    watched = device_tensors(model, objective) if sync_debug and device.type != "cuda" else []
 
     def due(every):
         return step == iterations or (every and step % every == 0)
@@ -176,7 +181,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         rgb = rgb.to(device, non_blocking=True)
         if channels_last:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
-        with _sync_debug(sync_debug and device.type == "cuda"):
+        with _sync_debug(sync_debug, device, optimizer, [rgb, *watched]):
             logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
                                       precision, skip_nonfinite)
             scheduler.step()
@@ -237,15 +242,23 @@ def _stop_requested(stop, world, at_log_step):
 
 
 @contextlib.contextmanager
-def _sync_debug(enabled):
+def _sync_debug(enabled, device, optimizer, on_device):
     if not enabled:
         yield
-        return
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        yield
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
+    elif device.type != "cuda":
+        with HostSyncWatch(device=on_device, host=optimizer_host_tensors(optimizer)):
+            yield
+    else:
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        except RuntimeError as err:
+            if "synchronizing" not in str(err):
+                raise
+            raise HostSyncError(f"{err} inside the training step (CUDA's sync debug mode; the "
+                                "traceback above names the line)") from err
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
 
 
 def _write_scalars(writer, scalars, step):

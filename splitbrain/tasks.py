@@ -226,6 +226,13 @@ def check_config(task, cfg):
     for key in ("log_every", "image_every", "val_every", "ckpt_every"):
         need(r[key] >= 1, f"run.{key}", r[key], "must be at least 1 (steps)")
     need(r["nonfinite"] in ("stop", "skip"), "run.nonfinite", r["nonfinite"], "stop | skip")
+    if r["sync_debug"]:
+        need(r["nonfinite"] != "skip", "run.nonfinite", r["nonfinite"],
+             "skip reads the loss on the host every step, which run.sync_debug=true forbids; "
+             "use run.nonfinite=stop for the check")
+        need(r["precision"] != "fp16", "run.precision", r["precision"],
+             "fp16's loss scaling reads its overflow flag on the host every step, which "
+             "run.sync_debug=true forbids; check with bf16 or fp32")
     need(r["keep"] >= 0, "run.keep", r["keep"], "must be >= 0 (0: only latest.pt and best.pt)")
     need(r["val_batches"] >= 0, "run.val_batches", r["val_batches"], "must be >= 0 (0: all)")
     if task == "colorize":
@@ -262,9 +269,19 @@ def _loss_problems(cfg):
                         f"with tools/perceptual_2afc.py --save-lin, or set it to null")
         return problems
     try:
-        colorize_perceptual(cfg)
+        term = colorize_perceptual(cfg)
     except perceptual.PerceptualError as err:
         problems.append(f"loss.perceptual_*: {err}")
+        return problems
+    for key in ("crop", "val_crop"):  # the term sees whole crops
+        size = cfg["data"][key]
+        try:
+            with torch.no_grad():
+                term(torch.zeros(1, 2, size, size), torch.zeros(1, 3, size, size))
+        except RuntimeError:
+            problems.append(f"data.{key}={size} is too small for the perceptual term's feature "
+                            f"network ({cfg['loss']['perceptual_ckpt']}); use a larger crop "
+                            f"(e.g. 64)")
     return problems
 
 

@@ -26,6 +26,7 @@ from splitbrain.data import build_dataset
 from splitbrain.loaders import eval_loader, train_loader
 from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
+from splitbrain.hostsync import HostSyncError
 from splitbrain.runlog import RunLog, fatal, silent
 from splitbrain.runtime import StopSignals
 
@@ -189,6 +190,8 @@ def main(argv=None):
     except DataHealthError as err:
         fatal(f"{err}. Stopped at the last logging step; {latest} holds the last checkpoint.",
               log=log, code=4)
+    except HostSyncError as err:
+        fatal(f"run.sync_debug: {err}", log=log, code=5)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "

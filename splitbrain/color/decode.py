@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .lab import AB_SCALE, denormalize_l, lab_to_rgb
-from .quantize import ab_bin_centres, annealed_mean, l_bin_centres
+from .quantize import annealed_mean, device_ab_centres, l_bin_centres
 
 HEADS = ("cl", "reg")
 
@@ -37,7 +37,7 @@ def decode_ab(output, head, temperature=0.38, centres=None):
     if head == "reg":
         return output.float() * AB_SCALE
     if centres is None:
-        centres = ab_bin_centres(device=output.device)
+        centres = device_ab_centres(output.device)
     return annealed_mean(output, centres, temperature)
 
 
@@ -46,7 +46,7 @@ def decode_l(output, head, temperature=0.38):
     check_head(head)
     if head == "reg":
         return denormalize_l(output.float(), "unit")
-    return annealed_mean(output, l_bin_centres(), temperature)
+    return annealed_mean(output, l_bin_centres(device=output.device), temperature)
 
 
 def join_lab(L, ab):

@@ -5,11 +5,14 @@ the Caffe training nets feed ``L - 50`` ("center"); the published PyTorch port o
 model feeds ``(L - 50) / 100`` ("unit"). A checkpoint records which one its network expects.
 """
 
+import contextlib
 import functools
 
 import kornia
 import torch
 import torch.nn.functional as F
+
+from ..hostsync import upload
 
 L_CENTER = 50.0
 AB_SCALE = 110.0  # ab regression targets and outputs are ab / AB_SCALE
@@ -17,8 +20,11 @@ AB_SCALE = 110.0  # ab regression targets and outputs are ab / AB_SCALE
 L_CHANNELS = [0]
 AB_CHANNELS = [1, 2]
 
-# Row of the sRGB (D65) linear RGB -> XYZ matrix that gives Y, as kornia uses it.
-_Y_FROM_LINEAR = torch.tensor([0.212671, 0.715160, 0.072169])
+# sRGB (D65) linear RGB -> XYZ, the matrix kornia.color.rgb_to_xyz applies; row 1 gives Y.
+_XYZ_FROM_LINEAR = torch.tensor([[0.412453, 0.357580, 0.180423],
+                                 [0.212671, 0.715160, 0.072169],
+                                 [0.019334, 0.119193, 0.950227]])
+_Y_FROM_LINEAR = _XYZ_FROM_LINEAR[1]
 
 # scheme name -> (shift, scale): normalised = (L - shift) / scale
 L_NORMS = {
@@ -28,7 +34,12 @@ L_NORMS = {
 
 
 def rgb_to_lab(rgb):
-    """Convert sRGB (D65) to CIE Lab on the tensor's device.
+    """Convert sRGB (D65) to CIE Lab on the tensor's device, in float32 even under autocast.
+
+    kornia decodes the sRGB curve; its XYZ matrix and D65 white are applied from tables made
+    once per device (kornia's own conversion builds them from Python numbers at every call,
+    a blocking host-to-device copy on a GPU), with the exact CIE f (within 4e-5 of kornia's
+    rounded constants in L).
 
     Args:
         rgb: float tensor in [0, 1] or uint8 tensor, shape (*, 3, H, W).
@@ -36,7 +47,8 @@ def rgb_to_lab(rgb):
     Returns:
         Lab tensor of the same shape: L in [0, 100], a and b in about [-110, 110].
     """
-    return kornia.color.rgb_to_lab(to_float_rgb(rgb))
+    with _full_precision(rgb.device):
+        return _lab_from_linear(kornia.color.rgb_to_linear_rgb(to_float_rgb(rgb)))
 
 
 def lab_to_rgb(lab, clip=True):
@@ -61,20 +73,45 @@ _WHITE = (0.95047, 1.0, 1.08883)
 
 
 def _cie_f_(t):
-    """CIE f(t): the cube root with its linear toe. Overwrites ``t`` (one allocation, not two).
+    """CIE f(t): the cube root with its linear toe. Overwrites ``t`` (one allocation, not two)
+    unless ``t`` needs a gradient.
 
     The cube root is exp2(log2(t) / 3): on the CPU that is about twice as fast as pow(t, 1/3)
     (both vectorised), and within 1e-7 of it relative, i.e. 1e-5 in L.
     """
+    if t.requires_grad and torch.is_grad_enabled():
+        return t.clamp(min=_F_KNEE).log2().div(3).exp2() + (t - _F_KNEE).clamp(max=0) * _F_SLOPE
     f = t.clamp(min=_F_KNEE).log2_().mul_(1 / 3).exp2_()
     return f.add_(t.sub_(_F_KNEE).clamp_(max=0), alpha=_F_SLOPE)
+
+
+def _lab_from_linear(linear, with_l=True):
+    """Linear-light sRGB (*, 3, H, W) -> Lab (or only ab, ``with_l=False``)."""
+    xyz = torch.einsum("oc,...chw->...ohw", _xyz_matrix(linear.device, linear.dtype), linear)
+    fx, fy, fz = (_cie_f_(xyz[..., i, :, :] / _WHITE[i]) for i in range(3))
+    ab = [(fx - fy).mul_(500.0), (fy - fz).mul_(200.0)]
+    return torch.stack([fy.mul(116.0).sub_(16.0), *ab] if with_l else ab, dim=-3)
+
+
+@functools.lru_cache(maxsize=16)
+def _xyz_matrix(device, dtype):
+    """(3, 3) linear sRGB -> XYZ on ``device``, copied there once (no per-call host copy)."""
+    return upload(_XYZ_FROM_LINEAR.to(dtype), device)
+
+
+def _full_precision(device):
+    """Autocast off: colour targets stay float32 inside a bf16 step."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
 @functools.lru_cache(maxsize=8)
 def _linear_lut(device):
     """(256,): each 8-bit sRGB level decoded to linear light (kornia's sRGB curve)."""
     levels = torch.arange(256, dtype=torch.float64).div(255).view(1, 1, 256)
-    return kornia.color.rgb_to_linear_rgb(levels.expand(3, 1, 256).contiguous())[0, 0].to(device)
+    return upload(kornia.color.rgb_to_linear_rgb(levels.expand(3, 1, 256).contiguous())[0, 0],
+                  device)
 
 
 @functools.lru_cache(maxsize=8)
@@ -86,7 +123,7 @@ def _y_lut(device):
     """
     y = _Y_FROM_LINEAR.double()[:, None] * _linear_lut(torch.device("cpu"))  # (3, 256)
     rg = (y[0][:, None] + y[1][None, :]).reshape(-1)  # index R * 256 + G
-    return rg.float().to(device), y[2].float().to(device)
+    return upload(rg.float(), device), upload(y[2].float(), device)
 
 
 def lightness(rgb):
@@ -103,8 +140,10 @@ def lightness(rgb):
         y = lut_rg.index_select(0, index.view(-1))
         y = y.add_(lut_b.index_select(0, index.copy_(rgb[:, 2]).view(-1))).view(B, 1, H, W)
     else:
-        linear = kornia.color.rgb_to_linear_rgb(rgb)
-        y = torch.einsum("c,bchw->bhw", _Y_FROM_LINEAR.to(linear), linear).unsqueeze(1)
+        with _full_precision(rgb.device):
+            linear = kornia.color.rgb_to_linear_rgb(rgb)
+            y = torch.einsum("c,bchw->bhw", _xyz_matrix(linear.device, linear.dtype)[1],
+                             linear).unsqueeze(1)
     return _cie_f_(y).mul_(116.0).sub_(16.0)
 
 
@@ -127,11 +166,10 @@ def sample_ab(rgb, size):
         rgb = F.interpolate(to_float_rgb(rgb), size=(h, w), mode="nearest")
     if rgb.dtype != torch.uint8:
         return rgb_to_lab(rgb)[:, 1:]
-    # 8-bit: the sRGB decoding is a lookup, then kornia's XYZ matrix and the CIE f.
+    # 8-bit: the sRGB decoding is a lookup, then the XYZ matrix and the CIE f.
     linear = _linear_lut(rgb.device).float().index_select(0, rgb.reshape(-1).int())
-    xyz = kornia.color.rgb_to_xyz(linear.view(rgb.shape))
-    fx, fy, fz = (_cie_f_(xyz[:, i] / _WHITE[i]) for i in range(3))
-    return torch.stack([fx.sub_(fy).mul_(500.0), fy.sub_(fz).mul_(200.0)], 1)
+    with _full_precision(rgb.device):
+        return _lab_from_linear(linear.view(rgb.shape), with_l=False)
 
 
 def _l_norm(scheme):

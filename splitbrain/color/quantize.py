@@ -21,6 +21,8 @@ import math
 import numpy as np
 import torch
 
+from ..hostsync import upload, watching
+
 AB_GRID = 10
 # a -> (b_min, b_max) of the in-gamut bins, step 10 (docs/reference.md §1).
 _AB_GAMUT = {
@@ -53,6 +55,12 @@ def ab_bin_centres(device=None, dtype=torch.float32):
                for b in range(_AB_GAMUT[a][0], _AB_GAMUT[a][1] + 1, AB_GRID)]
     assert len(centres) == NUM_AB_BINS
     return torch.tensor(centres, dtype=dtype, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def device_ab_centres(device):
+    """The 313 centres (313, 2) float32 on ``device``, uploaded once and shared: read-only."""
+    return upload(ab_bin_centres(), device)
 
 
 def _padded_centres():
@@ -103,7 +111,7 @@ def _candidate_table(k, device):
     # Kept bins first (stable order), then the sentinel.
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :width]
     bins = torch.where(keep.gather(1, order), order, torch.full_like(order, _SENTINEL))
-    return tuple(t.to(device) for t in (bins, *_grid_coords(bins)))
+    return tuple(upload(t, device) for t in (bins, *_grid_coords(bins)))
 
 
 def _dedup_rows(rows):
@@ -231,7 +239,7 @@ def _local_table(k, device):
     cell_row = torch.full((nf, nf), -1, dtype=torch.int32)
     cell_row[found] = inverse.int()
     tables = (cell_row.view(-1), unique.to(torch.int16), *_grid_coords(unique))
-    return tuple(t.to(device) for t in tables)
+    return tuple(upload(t, device) for t in tables)
 
 
 def _settle(bins, d2, k):
@@ -284,7 +292,9 @@ def _nearest(ab, k, sync_free=None):
     valid = row.clamp(min=0)
     rb, ra, rbb = (t.index_select(0, valid) for t in (row_bins, row_a, row_b))  # (N, K) each
     bins, d2 = _settle(rb, _distances(x, ra, rbb), k)
-    if sync_free if sync_free is not None else x.device.type != "cpu":
+    if sync_free is None:  # a CPU step under hostsync.HostSyncWatch takes the GPU path
+        sync_free = x.device.type != "cpu" or watching()
+    if sync_free:
         # Finding the ~1% of pixels outside the table would cost a host-device
         # synchronisation (nonzero); on an accelerator searching every pixel is cheaper.
         s_bins, s_d2 = _search(x, k)
