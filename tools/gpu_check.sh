@@ -6,42 +6,69 @@
 #      sync-debug mode raising on any host-device synchronisation inside the step;
 #   3. two-process torchrun (NCCL) for a few steps, when two GPUs are present;
 #   4. training from a folder of JPEG files decoded on the GPU (data.decode=gpu).
+# A failed check does not stop the others (GPU time is scarce): each one's exit status goes to
+# OUT_DIR/summary.md, and the script exits non-zero if any failed.
 # Usage: bash tools/gpu_check.sh [OUT_DIR]   (default: gpu_check/); tables land in OUT_DIR.
-set -euo pipefail
+#   PYTHON=python3 picks the interpreter; the checkout must be importable (pip install -e . or
+#   PYTHONPATH=$PWD).
+set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-gpu_check}"
 PY="${PYTHON:-python}"
 mkdir -p "$OUT"
-"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible to torch')"
+"$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible to torch')" \
+    || exit 1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" || true
+"$PY" -c "import torch, torchvision, kornia; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'kornia', kornia.__version__)" \
+    | tee -a "$OUT/gpu.csv"
+echo "| check | exit status | seconds |" > "$OUT/summary.md"
+echo "|---|---|---|" >> "$OUT/summary.md"
+FAILED=0
 
-echo "== 1. step benchmark"
-"$PY" tools/benchmark.py --step --device cuda --batch 64 --steps 20 --warmup 5 --compile \
-    --workers 0,4,8 --out "$OUT/step_benchmark.md"
+check() {  # check NAME COMMAND...: run, log to OUT/NAME.log, record the status
+    local name="$1" start=$SECONDS status
+    shift
+    echo "== $name"
+    "$@" 2>&1 | tee "$OUT/$name.log"
+    status=${PIPESTATUS[0]}
+    echo "| $name | $status | $((SECONDS - start)) |" >> "$OUT/summary.md"
+    [ "$status" -eq 0 ] || FAILED=1
+}
 
-echo "== 2. bf16 training with sync debugging (errors on any synchronisation in the step)"
+gpu_decoded() {  # the run must not have fallen back to the CPU decoder
+    grep -q "decoded on cuda" "$OUT/train_gpu_decode/train.log" \
+        || { echo "data.decode=gpu fell back to the CPU: see $OUT/train_gpu_decode/train.log"; return 1; }
+}
+
+# 1. step benchmark
+check step_benchmark "$PY" tools/benchmark.py --step --device cuda --batch 64 --steps 20 \
+    --warmup 5 --compile --workers 0,4,8 --out "$OUT/step_benchmark.md"
+
+# 2. bf16 training with sync debugging (errors on any synchronisation in the step)
 for task in colorize splitbrain; do
-    "$PY" tools/train.py --task "$task" run.device=cuda run.sync_debug=true \
+    check "train_$task" "$PY" tools/train.py --task "$task" run.device=cuda run.sync_debug=true \
         run.precision=bf16 run.channels_last=true optim.iterations=300 optim.batch_size=64 \
         data.workers=4 run.log_every=100 run.val_every=300 run.image_every=300 \
-        run.ckpt_every=300 "run.out=$OUT/train_$task" 2>&1 | tee "$OUT/train_$task.log"
+        run.ckpt_every=300 "run.out=$OUT/train_$task"
 done
 
-echo "== 3. torchrun, two processes"
+# 3. torchrun, two processes
 if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
-    "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 tools/train.py \
-        --task splitbrain run.device=cuda run.precision=bf16 run.sync_bn=true \
-        optim.iterations=100 optim.batch_size=64 "run.out=$OUT/torchrun" \
-        2>&1 | tee "$OUT/torchrun.log"
+    check torchrun "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 \
+        tools/train.py --task splitbrain run.device=cuda run.precision=bf16 run.sync_bn=true \
+        optim.iterations=100 optim.batch_size=64 "run.out=$OUT/torchrun"
 else
-    echo "one GPU: skipped" | tee "$OUT/torchrun.log"
+    echo "| torchrun | skipped: one GPU | 0 |" >> "$OUT/summary.md"
 fi
-echo "== 4. JPEG files decoded on the GPU (data.decode=gpu)"
-"$PY" -c "import sys; from pathlib import Path; from splitbrain.throughput import jpeg_folder; jpeg_folder(Path(sys.argv[1]), 512)" "$OUT/jpegs"
-"$PY" tools/train.py --task colorize run.device=cuda data.train="$OUT/jpegs" data.decode=gpu \
-    data.workers=4 run.precision=bf16 run.channels_last=true optim.iterations=100 \
-    optim.batch_size=64 run.log_every=50 run.val_every=100 run.image_every=100 \
-    run.ckpt_every=100 "run.out=$OUT/train_gpu_decode" 2>&1 | tee "$OUT/train_gpu_decode.log"
-grep -q "decoded on cuda" "$OUT/train_gpu_decode/train.log" \
-    || { echo "data.decode=gpu fell back to the CPU: see $OUT/train_gpu_decode/train.log"; exit 1; }
-echo "done: $OUT"
+
+# 4. JPEG files decoded on the GPU (data.decode=gpu)
+check jpeg_folder "$PY" -c "import sys; from pathlib import Path; from splitbrain.throughput import jpeg_folder; jpeg_folder(Path(sys.argv[1]), 512)" "$OUT/jpegs"
+check train_gpu_decode "$PY" tools/train.py --task colorize run.device=cuda \
+    data.train="$OUT/jpegs" data.decode=gpu data.workers=4 run.precision=bf16 \
+    run.channels_last=true optim.iterations=100 optim.batch_size=64 run.log_every=50 \
+    run.val_every=100 run.image_every=100 run.ckpt_every=100 "run.out=$OUT/train_gpu_decode"
+check gpu_decoded gpu_decoded
+
+cat "$OUT/summary.md"
+[ "$FAILED" -eq 0 ] && echo "done: $OUT" || echo "some checks failed: $OUT/summary.md"
+exit "$FAILED"
