@@ -206,7 +206,10 @@ def load(path, task=None, map_location="cpu"):
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         if "weights_only" in reason or "Weights only load failed" in reason:
             reason = "not a plain-data checkpoint (truncated, corrupt, or holding code)"
-        raise CheckpointError(f"cannot read checkpoint {path} ({size} bytes): {reason}") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({size} bytes): {reason} [{type(err).__name__}]. It "
+            f"is damaged or not a PyTorch checkpoint: give a latest.pt / best.pt written by "
+            f"tools/train.py, or the official ECCV16 weights") from None
     if is_official_eccv16(state):
         state = from_official_eccv16(state)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -218,8 +221,10 @@ def load(path, task=None, map_location="cpu"):
                               f"checkpoint or a fresh copy")
     state = _upgrade(state)
     if task is not None and state.get("task") != task:
+        made_by = {"colorize": "tools/train.py --task colorize",
+                   "splitbrain": "tools/train.py --task splitbrain"}.get(task, f"a {task} run")
         raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, "
-                              f"but {task!r} is needed")
+                              f"but {task!r} is needed here: give one written by {made_by}")
     return state
 
 

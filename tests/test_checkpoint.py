@@ -29,7 +29,9 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ckpt.CheckpointError, match="not a splitbrain checkpoint"):
         ckpt.load(tmp_path / "foreign.pt")
     ckpt.save({"task": "probe"}, tmp_path / "probe.pt")
-    with pytest.raises(ckpt.CheckpointError, match="task 'probe'.*'colorize' is needed"):
+    with pytest.raises(ckpt.CheckpointError, match="task 'probe'.*'colorize' is needed here: "
+                                                   "give one written by tools/train.py --task "
+                                                   "colorize"):
         ckpt.load(tmp_path / "probe.pt", task="colorize")
 
 
@@ -223,6 +225,7 @@ def test_empty_and_random_files_get_a_reason_and_never_the_unsafe_advice(tmp_pat
     with pytest.raises(ckpt.CheckpointError, match=r"\(5000 bytes\): \S") as info:
         ckpt.load(tmp_path / "random.pt")
     assert "weights_only=False" not in str(info.value)
+    assert "damaged or not a PyTorch checkpoint: give a latest.pt" in str(info.value)  # the fix
     # A pickle that holds code is refused without advising how to run it.
     torch.save({"fn": Path}, tmp_path / "code.pt")
     with pytest.raises(ckpt.CheckpointError, match="not a plain-data checkpoint") as info:
