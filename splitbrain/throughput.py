@@ -7,6 +7,7 @@ nothing here asserts a speed.
 import statistics
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from . import color
 from .data import SAMPLE_PHOTOS, ImageFiles, sample_photo, train_transform
+from .hostsync import HostSyncWatch, device_tensors, optimizer_host_tensors
 from .loaders import train_loader
 from .models import build_model
 from .objectives import ColorizationObjective, SplitBrainObjective
@@ -43,6 +45,7 @@ class StepResult:
     outside_share: float  # of the step: colour conversion, targets and loss, forward+backward
     tflops: float  # achieved, from the counted FLOPs of one step
     peak_mib: float  # CUDA peak allocation; NaN on the CPU
+    syncs: int = -1  # host-device synchronisations in one step; -1: not counted
 
 
 def device_peak_tflops(device):
@@ -137,8 +140,34 @@ def bench_step(net, batch, size, device, precision="fp32", channels_last=False, 
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
+    syncs = -1  # a compiled step is not watched on the CPU (dynamo under the watch's modes)
+    if device.type == "cuda" or not compile:
+        syncs = count_syncs(step, device, [rgb, *device_tensors(model, objective)],
+                            optimizer_host_tensors(optimizer))
     return StepResult(net, precision, channels_last, compile, step_s * 1e3, batch / step_s,
-                      outside_s / step_s, flops / step_s / 1e12, peak)
+                      outside_s / step_s, flops / step_s / 1e12, peak, syncs)
+
+
+def count_syncs(fn, device, on_device=(), host=()):
+    """Host-device synchronisations in one call of ``fn``.
+
+    On CUDA, the warnings of PyTorch's sync debug mode; elsewhere what
+    :class:`hostsync.HostSyncWatch` finds would synchronise on a GPU (``on_device``: the
+    tensors that live on the device; ``host``: those on the host by design).
+    """
+    if device.type != "cuda":
+        with HostSyncWatch(device=on_device, host=host, raise_=False) as watch:
+            fn()
+        return len(watch.found)
+    _sync(device)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message) for w in caught)
 
 
 def jpeg_folder(folder, n, side=256):
@@ -181,7 +210,7 @@ def bench_loader(crop, batch, workers, batches=20, files=128, device=None):
 def step_table(results, peak=None):
     """Markdown table of :class:`StepResult` rows."""
     head = ("| net | precision | channels_last | compile | step ms | images/s | outside network "
-            "| TFLOP/s | peak MiB |")
+            "| TFLOP/s | peak MiB | host syncs |")
     if peak:
         head += " % of bf16 peak |"
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -189,7 +218,8 @@ def step_table(results, peak=None):
         row = (f"| {r.net} | {r.precision} | {'yes' if r.channels_last else 'no'} | "
                f"{'yes' if r.compiled else 'no'} | {r.step_ms:.1f} | {r.images_per_s:.1f} | "
                f"{100 * r.outside_share:.1f}% | {r.tflops:.3g} | "
-               f"{'-' if r.peak_mib != r.peak_mib else f'{r.peak_mib:.0f}'} |")
+               f"{'-' if r.peak_mib != r.peak_mib else f'{r.peak_mib:.0f}'} | "
+               f"{'-' if r.syncs < 0 else r.syncs} |")
         if peak:
             row += f" {100 * r.tflops / peak:.1f}% |"
         rows.append(row)

@@ -2,6 +2,8 @@
 
 import re
 
+import torch
+
 from tools_util import run_tool
 
 
@@ -39,8 +41,18 @@ def test_step_benchmark_reports_every_configuration_and_the_loader(capsys, tmp_p
         step_ms, images_s, outside, tflops = (float(cells[4]), float(cells[5]),
                                               float(cells[6].rstrip("%")), float(cells[7]))
         assert step_ms > 0 and tflops > 0 and 0 < outside < 100
+        assert cells[9] == "0", row  # host syncs in the step (hostsync's watch on the CPU)
         assert abs(images_s - 2 / (step_ms / 1e3)) <= 0.02 * images_s + 0.1
     assert "bf16: " in text and "the fp32 step's speed" in text
     loader = next(line for line in text.splitlines() if line.startswith("| 0 |"))
     assert float(loader.split("|")[2]) > 0
     assert out.read_text().strip() in text
+
+
+def test_sync_count_of_a_step_that_reads_its_loss():
+    from splitbrain import throughput
+
+    x = torch.ones(8)
+    assert throughput.count_syncs(lambda: (x * 2).sum(), torch.device("cpu"), [x]) == 0
+    assert throughput.count_syncs(lambda: [float(x.sum()), x[x > 0]], torch.device("cpu"),
+                                  [x]) == 2
