@@ -229,3 +229,22 @@ def test_sync_debug_refuses_settings_that_synchronise_by_design(tmp_path, capsys
     err = capsys.readouterr().err
     assert key in err and "sync_debug" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("name", ["splitbrain_alexnet_small", "alexnet_colorization_small"])
+def test_the_probe_step_has_no_synchronisation(name):
+    """tools/probe.py's SGD step (frozen forward, five heads) leaves the losses on the device."""
+    from splitbrain.models import build_model
+    from splitbrain.probe.encoder import FrozenEncoder
+    from splitbrain.probe.solver_sgd import SGDRecipe, build_heads, make_optimizers, probe_step
+
+    torch.manual_seed(0)
+    encoder = FrozenEncoder(build_model(name), "all")
+    heads = build_heads(encoder.dims, num_classes=3)
+    optimizers, _ = make_optimizers(heads, SGDRecipe())
+    rgb = torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 0])
+    with HostSyncWatch(device=[rgb, labels, *device_tensors(encoder, heads)]):
+        losses = probe_step(encoder, heads, optimizers, rgb, labels)
+    assert set(losses) == set(encoder.layers)
+    assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())

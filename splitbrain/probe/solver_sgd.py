@@ -143,7 +143,8 @@ def probe_step(encoder, heads, optimizers, rgb, labels):
         rgb: (B, 3, H, W) sRGB batch on the encoder's device; labels: (B,) class indices.
 
     Returns:
-        {layer: loss (float)}.
+        {layer: loss}, detached scalar tensors on the device: the step never waits for the
+        device (the caller reads them where it logs).
     """
     features = encoder(rgb)  # layer -> (B, dims[layer]), computed without autograd
     losses = {}
@@ -156,7 +157,7 @@ def probe_step(encoder, heads, optimizers, rgb, labels):
         # is the whole batch's, so every rank's head takes the same step.
         distributed.average_([p.grad for p in head.parameters()])
         optimizers[name].step()
-        losses[name] = loss.item()
+        losses[name] = loss.detach()
     check_no_encoder_grad(encoder)
     return losses
 
@@ -206,21 +207,23 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
     device = encoder.device
     loader = train_loader(train_set, recipe.batch_size, seed, 0, workers, device,
                           distributed.rank(), distributed.world_size())
-    window = {name: [] for name in heads}
+    window = {name: 0.0 for name in heads}  # loss sums on the device since the last log
+    window_steps = 0
     last = {}
     heads.train()
     bar = tqdm(total=recipe.iterations, desc=f"probe {','.join(heads)}", unit="step",
                disable=None if distributed.rank() == 0 else True, dynamic_ncols=True)
     for step, (rgb, labels) in zip(range(1, recipe.iterations + 1), loader):
         losses = probe_step(encoder, heads, optimizers, rgb.to(device, non_blocking=True),
-                            labels.to(device))
+                            labels.to(device, non_blocking=True))
         for name, loss in losses.items():
             schedulers[name].step()
-            window[name].append(loss)
+            window[name] = window[name] + loss.float()
+        window_steps += 1
         bar.update(1)
         if log_every and (step % log_every == 0 or step == recipe.iterations):
-            last = {name: sum(v) / len(v) for name, v in window.items()}
-            window = {name: [] for name in heads}
+            last = {name: float(v) / window_steps for name, v in window.items()}
+            window, window_steps = {name: 0.0 for name in heads}, 0
             bar.set_postfix({name: f"{v:.3f}" for name, v in last.items()})
             if writer is not None:
                 for name, v in last.items():
@@ -239,8 +242,8 @@ def train_probes(encoder, heads, train_set, recipe, seed=0, workers=0, val_set=N
     distributed.average_([b for b in heads.buffers() if b.is_floating_point()])
     encoder.check_eval()
     check_unchanged(encoder.model, before)
-    if not last:
-        last = {name: sum(v) / len(v) for name, v in window.items() if v}
+    if not last and window_steps:
+        last = {name: float(v) / window_steps for name, v in window.items()}
     return {name: {"train_loss": v} for name, v in last.items()}
 
 
