@@ -39,12 +39,12 @@ def evaluate(model, objective, loader, device, precision="fp32"):
         rgb = rgb.to(device, non_blocking=True)
         with autocast(device, precision):
             _, logs, pred = objective(model, rgb)
-        for k, v in logs.items():
-            totals[k] = totals.get(k, 0.0) + float(v) * rgb.shape[0]
+        for k, v in logs.items():  # summed on the device, read once at the end
+            totals[k] = totals.get(k, 0.0) + v.detach().double() * rgb.shape[0]
         count += rgb.shape[0]
         objective.update_metrics(metrics, rgb, pred)
     model.train(was_training)
-    totals = distributed.sum_floats({**totals, "__count": count})
+    totals = distributed.sum_floats({**{k: float(v) for k, v in totals.items()}, "__count": count})
     count = totals.pop("__count")
     out = {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
     for name, meter in metrics.items():

@@ -90,8 +90,9 @@ def _histogram(err, weights, thresholds):
     # First threshold >= e, i.e. the smallest i with e <= t_i; n for errors beyond the last one.
     # Comparing against the threshold tensor itself (not e / step) keeps any step exact.
     idx = torch.searchsorted(thresholds, err.flatten().contiguous())
-    w = None if weights is None else _pixel_weights(weights, err)
-    return torch.bincount(idx, weights=w, minlength=len(thresholds) + 1)
+    # A scatter into the known n + 1 bins: bincount would read the largest index on the host.
+    w = torch.ones_like(idx) if weights is None else _pixel_weights(weights, err)
+    return torch.zeros(len(thresholds) + 1, dtype=w.dtype, device=w.device).scatter_add_(0, idx, w)
 
 
 def auc_from_histogram(hist):

@@ -248,3 +248,27 @@ def test_the_probe_step_has_no_synchronisation(name):
         losses = probe_step(encoder, heads, optimizers, rgb, labels)
     assert set(losses) == set(encoder.layers)
     assert all(v.dim() == 0 and torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize("task, crop", [("colorize", 32), ("splitbrain", 64)])
+def test_validation_reads_the_host_once_per_pass_not_per_batch(task, crop):
+    """Losses, AuC histograms, PSNR and colourfulness are summed on the device; the few reads
+    come at the end, so 2 batches and 6 batches cost the same number."""
+    from splitbrain import config, engine, tasks
+    from splitbrain.data import SamplePhotos
+
+    cfg = config.resolve(task, overrides=[f"data.val_crop={crop}", "color.prior_images=4"])
+    photos = SamplePhotos("val", crop, length=12, seed=0, augment=False)
+    setup = tasks.setup(task, cfg, photos, torch.device("cpu"), lambda line: None)
+    batches = [(torch.stack([photos[i][0] for i in range(j, j + 2)]), None)
+               for j in range(0, 12, 2)]
+    counts = []
+    for n in (2, 6):
+        watch = HostSyncWatch(device=[b for b, _ in batches] + device_tensors(
+            setup.model, setup.objective), raise_=False)
+        with watch:
+            metrics = engine.evaluate(setup.model, setup.objective, batches[:n],
+                                      torch.device("cpu"))
+        counts.append(len(watch.found))
+        assert all(v == v for v in metrics.values())  # nothing NaN
+    assert counts[0] == counts[1] < 20, counts

@@ -25,6 +25,11 @@ _XYZ_FROM_LINEAR = torch.tensor([[0.412453, 0.357580, 0.180423],
                                  [0.212671, 0.715160, 0.072169],
                                  [0.019334, 0.119193, 0.950227]])
 _Y_FROM_LINEAR = _XYZ_FROM_LINEAR[1]
+# Its inverse as kornia.color.xyz_to_rgb applies it.
+_LINEAR_FROM_XYZ = torch.tensor([[3.2404813432005266, -1.5371515162713185, -0.4985363261688878],
+                                 [-0.9692549499965682, 1.8759900014898907, 0.0415559265582928],
+                                 [0.0556466391351772, -0.2040413383665112, 1.0573110696453443]],
+                                dtype=torch.float64)
 
 # scheme name -> (shift, scale): normalised = (L - shift) / scale
 L_NORMS = {
@@ -52,8 +57,23 @@ def rgb_to_lab(rgb):
 
 
 def lab_to_rgb(lab, clip=True):
-    """Convert CIE Lab back to sRGB in [0, 1] (clipped unless ``clip=False``)."""
-    return kornia.color.lab_to_rgb(lab, clip=clip)
+    """Convert CIE Lab back to sRGB in [0, 1] (clipped unless ``clip=False``).
+
+    The inverse of :func:`rgb_to_lab`: the exact inverse CIE f, kornia's XYZ -> linear sRGB
+    matrix from a table made once per device, kornia's sRGB curve. Computed in float32 (or
+    float64 for float64 input) even under autocast; returned in the input's dtype.
+    """
+    dtype = lab.dtype
+    with _full_precision(lab.device):
+        lab = lab if dtype == torch.float64 else lab.float()
+        L, a, b = lab[..., 0, :, :], lab[..., 1, :, :], lab[..., 2, :, :]
+        fy = (L + 16.0) / 116.0
+        f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp(min=0)], dim=-3)
+        xyz = torch.where(f > _F_EDGE, f.pow(3), (f - 4 / 29) / _F_SLOPE)
+        xyz = xyz * _white(lab.device, lab.dtype)
+        linear = torch.einsum("oc,...chw->...ohw", _rgb_matrix(lab.device, lab.dtype), xyz)
+        rgb = kornia.color.linear_rgb_to_rgb(linear)
+        return (rgb.clamp(0.0, 1.0) if clip else rgb).to(dtype)
 
 
 def to_float_rgb(rgb):
@@ -66,6 +86,7 @@ def to_float_rgb(rgb):
 # (kornia rounds these constants to 0.008856 and 7.787; the two agree within 4e-5 in L.)
 _F_KNEE = (6 / 29) ** 3
 _F_SLOPE = (29 / 6) ** 2 / 3
+_F_EDGE = 6 / 29  # f at the knee: the inverse is t^3 above, linear below
 
 
 # D65 reference white, as kornia's rgb_to_lab divides XYZ by it.
@@ -91,6 +112,18 @@ def _lab_from_linear(linear, with_l=True):
     fx, fy, fz = (_cie_f_(xyz[..., i, :, :] / _WHITE[i]) for i in range(3))
     ab = [(fx - fy).mul_(500.0), (fy - fz).mul_(200.0)]
     return torch.stack([fy.mul(116.0).sub_(16.0), *ab] if with_l else ab, dim=-3)
+
+
+@functools.lru_cache(maxsize=16)
+def _rgb_matrix(device, dtype):
+    """(3, 3) XYZ -> linear sRGB on ``device`` (kornia.color.xyz_to_rgb's matrix)."""
+    return upload(_LINEAR_FROM_XYZ.to(dtype), device)
+
+
+@functools.lru_cache(maxsize=16)
+def _white(device, dtype):
+    """(3, 1, 1) the D65 white's XYZ on ``device``."""
+    return upload(torch.tensor(_WHITE, dtype=dtype).view(3, 1, 1), device)
 
 
 @functools.lru_cache(maxsize=16)
