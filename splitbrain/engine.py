@@ -12,6 +12,7 @@ import torch
 
 from . import distributed
 from .hostsync import HostSyncError, HostSyncWatch, device_tensors, optimizer_host_tensors
+from .metrics import accumulation_dtype
 from .runlog import log_images
 from .runtime import autocast
 
@@ -34,13 +35,14 @@ def evaluate(model, objective, loader, device, precision="fp32"):
     was_training = model.training
     model.eval()
     totals, count = {}, 0
+    total_dtype = accumulation_dtype(device)
     metrics = objective.new_metrics()
     for rgb, _ in loader:
         rgb = rgb.to(device, non_blocking=True)
         with autocast(device, precision):
             _, logs, pred = objective(model, rgb)
         for k, v in logs.items():  # summed on the device, read once at the end
-            totals[k] = totals.get(k, 0.0) + v.detach().double() * rgb.shape[0]
+            totals[k] = totals.get(k, 0.0) + v.detach().to(total_dtype) * rgb.shape[0]
         count += rgb.shape[0]
         objective.update_metrics(metrics, rgb, pred)
     model.train(was_training)

@@ -26,7 +26,7 @@ AUC_MAX_THRESHOLD = 150
 AUC_STEP = 1
 
 
-def _accumulation_dtype(device):
+def accumulation_dtype(device):
     # float64 keeps sums over a whole evaluation set exact to ~1e-16; MPS has no float64.
     return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
@@ -62,7 +62,7 @@ def _pixel_weights(weights, err):
     if weights.shape != err.shape:
         raise ValueError(f"weights of shape {tuple(weights.shape)} do not match the "
                          f"{tuple(err.shape)} pixels")
-    return weights.flatten().to(_accumulation_dtype(err.device))
+    return weights.flatten().to(accumulation_dtype(err.device))
 
 
 def error_histogram(pred_ab, true_ab, weights=None, max_threshold=AUC_MAX_THRESHOLD,
@@ -101,7 +101,7 @@ def auc_from_histogram(hist):
     Returns:
         0-d tensor; NaN when the histogram is empty (no pixels, or zero total weight).
     """
-    hist = hist.to(_accumulation_dtype(hist.device))
+    hist = hist.to(accumulation_dtype(hist.device))
     within = hist[:-1].cumsum(0)  # (n,) pixels with error <= t_i
     return 100 * (within / hist.sum()).mean()
 
@@ -133,7 +133,7 @@ def psnr(pred_rgb, true_rgb, data_range=1.0):
     Returns:
         (B,): 10 log10(data_range^2 / MSE) per image; +inf for an exact match.
     """
-    dtype = _accumulation_dtype(pred_rgb.device)
+    dtype = accumulation_dtype(pred_rgb.device)
     diff = pred_rgb.to(dtype) - true_rgb.to(dtype)
     mse = diff.pow(2).flatten(1).mean(1)  # (B,)
     return 10 * torch.log10(data_range ** 2 / mse)
@@ -152,7 +152,7 @@ def colourfulness(rgb):
     Returns:
         (B,).
     """
-    r, g, b = (255 * rgb.to(_accumulation_dtype(rgb.device))).flatten(2).unbind(1)  # each (B, H*W)
+    r, g, b = (255 * rgb.to(accumulation_dtype(rgb.device))).flatten(2).unbind(1)  # each (B, H*W)
     rg = r - g
     yb = 0.5 * (r + g) - b
     spread = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()

@@ -68,9 +68,8 @@ def lab_to_rgb(lab, clip=True):
         lab = lab if dtype == torch.float64 else lab.float()
         L, a, b = lab[..., 0, :, :], lab[..., 1, :, :], lab[..., 2, :, :]
         fy = (L + 16.0) / 116.0
-        f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp(min=0)], dim=-3)
-        xyz = torch.where(f > _F_EDGE, f.pow(3), (f - 4 / 29) / _F_SLOPE)
-        xyz = xyz * _white(lab.device, lab.dtype)
+        f = (fy + a / 500.0, fy, (fy - b / 200.0).clamp(min=0))
+        xyz = torch.stack([_cie_f_inverse(t) * w for t, w in zip(f, _WHITE)], dim=-3)
         linear = torch.einsum("oc,...chw->...ohw", _rgb_matrix(lab.device, lab.dtype), xyz)
         rgb = kornia.color.linear_rgb_to_rgb(linear)
         return (rgb.clamp(0.0, 1.0) if clip else rgb).to(dtype)
@@ -106,6 +105,11 @@ def _cie_f_(t):
     return f.add_(t.sub_(_F_KNEE).clamp_(max=0), alpha=_F_SLOPE)
 
 
+def _cie_f_inverse(f):
+    """The inverse of :func:`_cie_f_`: f^3 above the knee's f (6/29), the line below it."""
+    return torch.where(f > _F_EDGE, f.pow(3), (f - 4 / 29) / _F_SLOPE)
+
+
 def _lab_from_linear(linear, with_l=True):
     """Linear-light sRGB (*, 3, H, W) -> Lab (or only ab, ``with_l=False``)."""
     xyz = torch.einsum("oc,...chw->...ohw", _xyz_matrix(linear.device, linear.dtype), linear)
@@ -118,12 +122,6 @@ def _lab_from_linear(linear, with_l=True):
 def _rgb_matrix(device, dtype):
     """(3, 3) XYZ -> linear sRGB on ``device`` (kornia.color.xyz_to_rgb's matrix)."""
     return upload(_LINEAR_FROM_XYZ.to(dtype), device)
-
-
-@functools.lru_cache(maxsize=16)
-def _white(device, dtype):
-    """(3, 1, 1) the D65 white's XYZ on ``device``."""
-    return upload(torch.tensor(_WHITE, dtype=dtype).view(3, 1, 1), device)
 
 
 @functools.lru_cache(maxsize=16)
