@@ -129,9 +129,13 @@ def test_colour_metrics_summed_over_ranks_equal_one_pass_over_all_images():
 # --- torchrun ---------------------------------------------------------------------------------
 
 def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path):
-    two = torchrun([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'two'}"])
+    # Both under run.sync_debug: the steps stay free of host reads under DDP too (the other
+    # torchrun tests run without it).
+    two = torchrun([*TINY, "optim.iterations=3", "run.sync_debug=true",
+                    f"run.out={tmp_path / 'two'}"])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'one'}"])
+    one = single([*TINY, "optim.iterations=3", "run.sync_debug=true",
+                  f"run.out={tmp_path / 'one'}"])
     assert one.returncode == 0, one.stderr[-3000:]
     # The same updates up to float rounding (sums in another order, then three Adam steps).
     assert max_diff(weights(tmp_path / "two" / "latest.pt"),
