@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .compat import torchvision
 from .data_health import SKIP_REASONS, skip_reason
-from .images import ImageReadError, find_images, is_image_path, load_rgb
+from .images import ImageReadError, PathTable, find_images, is_image_path, load_rgb
 
 T = torchvision.transforms.v2
 
@@ -236,7 +236,7 @@ class ImageFiles(_SkipUnreadable, Dataset):
     """
 
     def __init__(self, root_or_paths, transform=None):
-        self.files = find_images(root_or_paths)
+        self.files = PathTable(find_images(root_or_paths))  # no Python object per file
         self._paths = self.files
         self.transform = transform or _TO_TENSOR
         self._init_skipping()
@@ -270,8 +270,15 @@ class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
             raise FileNotFoundError(f"dataset folder not found: {root}")
         super().__init__(str(root), transform=transform or _TO_TENSOR, loader=load_rgb,
                          is_valid_file=_is_visible_image)
-        self._paths = [Path(p) for p, _ in self.samples]
+        # Compact tables in place of torchvision's per-file (path, label) tuples, which every
+        # loader worker would copy (see images.PathTable).
+        self.files = self._paths = PathTable(p for p, _ in self.samples)
+        self.targets = np.asarray(self.targets, dtype=np.int64)
+        self.samples = self.imgs = None
         self._init_skipping()
+
+    def __len__(self):
+        return len(self._paths)
 
     def find_classes(self, directory):
         classes = sorted(e.name for e in os.scandir(directory)
@@ -283,7 +290,7 @@ class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
 
     def __getitem__(self, index):
         img, i = self._load(index)
-        return self.transform(img), self.targets[i]
+        return self.transform(img), int(self.targets[i])
 
 
 # --- torchvision datasets -------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Datasets: the bundled photos, folders of images, labelled folders, torchvision sets."""
 
+import gc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from PIL import Image
 from splitbrain.data import (SAMPLE_PHOTOS, ImageFiles, LabelledFolder, SamplePhotos,
                              UnreadableImageWarning, build_dataset, eval_transform,
                              train_transform)
+from splitbrain.images import PathTable
 from splitbrain.loaders import SeededSamples, StepBatches
 
 
@@ -158,12 +161,14 @@ def test_labelled_folder(tmp_path, write_photos):
     (tmp_path / "train" / "dog" / "z_broken.jpg").write_bytes(b"")
     ds = build_dataset(str(tmp_path), "train", 32, train=False, labelled=True)
     assert isinstance(ds, LabelledFolder) and ds.classes == ["cat", "dog"]
-    assert ds.targets == [0, 0, 1, 1, 1, 1]
+    targets = ds.targets.tolist()
+    assert targets == [0, 0, 1, 1, 1, 1]
     with pytest.warns(UnreadableImageWarning, match="z_broken.jpg"):
         labels = [ds[i][1] for i in range(len(ds))]
-    broken = [Path(p).name for p, _ in ds.samples].index("z_broken.jpg")  # 4: before deeper/
+    broken = [p.name for p in ds.files].index("z_broken.jpg")  # 4: before deeper/
     # The next file is served in its place, with that file's own label.
-    assert labels == ds.targets[:broken] + [ds.targets[broken + 1]] + ds.targets[broken + 1:]
+    assert labels == targets[:broken] + [targets[broken + 1]] + targets[broken + 1:]
+    assert all(type(label) is int for label in labels)
     assert ds.skipped == {tmp_path / "train" / "dog" / "z_broken.jpg"}
 
 
@@ -247,3 +252,86 @@ def test_seeded_samples_make_augmentation_repeatable():
     state = torch.get_rng_state()
     ds[(0, 1)]
     assert torch.equal(state, torch.get_rng_state())
+
+
+# --- file lists that loader workers do not copy ---------------------------------------------
+
+def test_path_table_gives_back_every_path_exactly(tmp_path):
+    paths = [tmp_path / "a.jpg", Path("/x/ünïcödé/ b.png"), Path("rel/c.JPEG"),
+             Path(os.fsdecode(b"/raw/\xff\xfe.jpg"))]  # bytes that are not UTF-8
+    table = PathTable(paths)
+    assert len(table) == 4 and list(table) == paths
+    assert table[-1] == paths[-1] and table[0] == paths[0]
+    with pytest.raises(IndexError):
+        table[4]
+    assert len(PathTable([])) == 0
+
+
+@pytest.mark.parametrize("labelled", [False, True])
+def test_a_folder_dataset_holds_no_python_object_per_file(tmp_path, labelled):
+    """3000 files: the dataset adds a fixed few tracked objects, where a list of paths adds one
+    per file (the objects that forked loader workers would copy)."""
+    for c in range(3):
+        folder = tmp_path / "train" / f"class{c}"
+        folder.mkdir(parents=True)
+        for i in range(1000):
+            (folder / f"{i:04d}.jpg").touch()
+    gc.collect()
+    before = len(gc.get_objects())
+    ds = build_dataset(str(tmp_path), "train", 32, train=False, labelled=labelled)
+    gc.collect()
+    added = len(gc.get_objects()) - before
+    assert len(ds) == 3000 and ds.files[2999].name == "0999.jpg"
+    reference = [Path(p) for p in ds.files]  # what the dataset held before
+    gc.collect()
+    by_reference = len(gc.get_objects()) - before - added
+    assert added < 200 and by_reference >= 3000, (added, by_reference)
+    del reference
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(),
+                    reason="needs Linux's /proc/self/smaps_rollup to measure copied pages")
+def test_a_forked_worker_reading_every_path_copies_nothing_of_the_table():
+    """A forked child (as a loader worker is) reads all 100k paths. Reading them from a
+    PathTable makes no more private memory than making the same paths from scratch; reading a
+    list of Path objects copies tens of MiB of the parent's pages (their reference counts)."""
+    def names():
+        return (f"/data/imagenet/train/n{i // 1300:08d}/n{i // 1300:08d}_{i:06d}.JPEG"
+                for i in range(100_000))
+
+    def copied_kib(read):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: read every path, report the private pages it made
+            try:
+                # Collections would write the header of every object of this (large) test
+                # process whatever the dataset; frozen, only the reads themselves write.
+                gc.freeze()
+                before = _private_dirty_kib()
+                read()
+                os.write(w, str(_private_dirty_kib() - before).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        out = os.read(r, 64)
+        os.waitpid(pid, 0)
+        return int(out)
+
+    def read_all(paths):
+        for path in paths:
+            path.name
+
+    table = PathTable(names())
+    gc.collect()
+    from_table = copied_kib(lambda: read_all(table))
+    from_scratch = copied_kib(lambda: read_all(Path(p) for p in names()))  # nothing shared
+    paths = [Path(p) for p in names()]
+    from_list = copied_kib(lambda: read_all(paths))
+    print(f"copied KiB: table {from_table}, from scratch {from_scratch}, list {from_list}")
+    assert from_table < from_scratch + 2048, (from_table, from_scratch)
+    assert from_list > from_scratch + 10_000, (from_list, from_scratch)
+
+
+def _private_dirty_kib():
+    with open("/proc/self/smaps_rollup") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Private_Dirty:"))
