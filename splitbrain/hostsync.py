@@ -153,10 +153,11 @@ class _Function(TorchFunctionMode):
         elif func is torch.Tensor.copy_ and not kwargs.get("non_blocking") \
                 and not w.on_host(args[0]) and w.maybe_host(args[1]):
             w.report("Tensor.copy_", "copies host memory to the device (blocking)")
-        elif func in _FROM_DATA and not _is_host_device(kwargs.get("device")):
+        elif func in _FROM_DATA and not _is_host_device(kwargs.get("device")) \
+                and all(w.maybe_host(t) for t in inputs):
             w.report(f"torch.{func.__name__}", "copies Python data to the device (blocking)")
         out = func(*args, **kwargs)
-        if func in _FROM_DATA or func in _FACTORIES:
+        if (func in _FROM_DATA or func in _FACTORIES) and not inputs:
             host = _is_host_device(kwargs.get("device")) and not (
                 func is torch.Tensor.new_tensor and not w.on_host(args[0]))
         else:

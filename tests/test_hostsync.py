@@ -36,6 +36,7 @@ SYNCING = {
     "repeat_interleave": lambda x: torch.repeat_interleave(x.view(-1), (x > 0).long().view(-1)),
     "equal": lambda x: torch.equal(x, x),
     "tensor(data, device)": lambda x: torch.tensor([1.0, 2.0], device=x.device),
+    "item of as_tensor(x)": lambda x: torch.as_tensor(x).sum().item(),
     "host.to(device)": lambda x: x + torch.tensor([1.0, 2.0, 3.0, 4.0]).to(x.device),
     "copy_ from host": lambda x: x.clone().copy_(torch.zeros(3, 4)),
     "backward of a masked op": lambda x: (
@@ -52,6 +53,8 @@ SYNC_FREE = {
     "host scalar math": lambda x: torch.tensor(3.0).item() + torch.arange(4).sum().item(),
     "non_blocking upload": lambda x: x + torch.ones(3, 4).to(x.device, non_blocking=True),
     "upload()": lambda x: x + upload(torch.ones(3, 4), x.device),
+    "as_tensor of a device tensor": lambda x: torch.as_tensor(x, device=x.device).to(
+        x.device) + 1,
     "repeat_interleave with output_size": lambda x: torch.repeat_interleave(
         x.view(-1), torch.ones(12, dtype=torch.long, device=x.device), output_size=12),
     "backward": lambda x: (x.clone().requires_grad_() * 2).relu().sum().backward(),
