@@ -150,9 +150,8 @@ class _Function(TorchFunctionMode):
             w.report(f"Tensor.{func.__name__}", "copies a device tensor to the host")
         elif func is torch.Tensor.to:
             self._check_to(args, kwargs)
-        elif func is torch.Tensor.copy_ and not kwargs.get("non_blocking") \
-                and not w.on_host(args[0]) and w.maybe_host(args[1]):
-            w.report("Tensor.copy_", "copies host memory to the device (blocking)")
+        elif func is torch.Tensor.copy_:
+            self._check_copy(*args[:2], kwargs.get("non_blocking"))
         elif func in _FROM_DATA and not _is_host_device(kwargs.get("device")) \
                 and all(w.maybe_host(t) for t in inputs):
             w.report(f"torch.{func.__name__}", "copies Python data to the device (blocking)")
@@ -177,11 +176,18 @@ class _Function(TorchFunctionMode):
                 target = "cpu" if w.on_host(a) else a.device
         if target is None:
             return  # a dtype change on the same device
-        if _is_host_device(target) if isinstance(target, str) else False:
+        if isinstance(target, str) and _is_host_device(target):
             if not w.on_host(args[0]):
                 w.report("Tensor.to", "copies a device tensor to the host")
         elif w.maybe_host(args[0]) and not kwargs.get("non_blocking"):
             w.report("Tensor.to", "copies a host tensor to the device (blocking)")
+
+    def _check_copy(self, dst, src, non_blocking):
+        w = self.watch
+        if w.on_host(dst) and not w.on_host(src):
+            w.report("Tensor.copy_", "copies a device tensor to the host")
+        elif not w.on_host(dst) and w.maybe_host(src) and not non_blocking:
+            w.report("Tensor.copy_", "copies host memory to the device (blocking)")
 
 
 class _Dispatch(TorchDispatchMode):

@@ -39,6 +39,7 @@ SYNCING = {
     "item of as_tensor(x)": lambda x: torch.as_tensor(x).sum().item(),
     "host.to(device)": lambda x: x + torch.tensor([1.0, 2.0, 3.0, 4.0]).to(x.device),
     "copy_ from host": lambda x: x.clone().copy_(torch.zeros(3, 4)),
+    "copy_ to host": lambda x: torch.zeros(3, 4).copy_(x),
     "backward of a masked op": lambda x: (
         x.clone().requires_grad_()[x > 0].sum().backward()),
 }
