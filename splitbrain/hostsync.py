@@ -6,6 +6,8 @@ tensors live on a GPU:
 
 - reading a device value on the host: ``.item()``, ``bool(t)``, ``float(t)``, ``.tolist()``,
   ``.numpy()``, ``.cpu()``;
+- indexing a device tensor with a Python list or a host tensor (``x[:, [1, 2]]``): the index
+  is copied to the device first, with a blocking copy;
 - operations whose output size depends on the data: ``nonzero``, boolean-mask indexing,
   ``masked_select``, ``unique``, ``bincount``, ``repeat_interleave`` without ``output_size``,
   ``torch.equal``;
@@ -52,8 +54,9 @@ SYNCING_OPS = {
     _aten.equal.default: "returns a Python bool (torch.equal)",
     _aten.is_nonzero.default: "reads a device value on the host (bool of a tensor)",
 }
-_INDEX_OPS = {_aten.index.Tensor, _aten.index_put.default, _aten.index_put_.default,
-              _aten._index_put_impl_.default}
+# Indexing operations: where their index argument is.
+_INDEX_OPS = {_aten.index.Tensor: 1, _aten.index_put.default: 1, _aten.index_put_.default: 1,
+              _aten._index_put_impl_.default: 1, _aten.index_select.default: 2}
 _HOST_READS = {torch.Tensor.tolist, torch.Tensor.numpy, torch.Tensor.cpu}
 _FROM_DATA = {torch.tensor, torch.as_tensor, torch.Tensor.new_tensor}
 _FACTORIES = {torch.arange, torch.zeros, torch.ones, torch.full, torch.empty, torch.linspace,
@@ -200,13 +203,32 @@ class _Dispatch(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         why = SYNCING_OPS.get(func)
-        if func in _INDEX_OPS and any(t.dtype == torch.bool for t in _tensors(args[1])):
-            why = "indexes with a boolean mask (a data-dependent size)"
+        if func in _INDEX_OPS:
+            indices = _tensors(args[_INDEX_OPS[func]])
+            if any(t.dtype == torch.bool for t in indices):
+                why = "indexes with a boolean mask (a data-dependent size)"
+            elif any(self.watch.maybe_host(t) for t in indices):
+                why = ("indexes with a Python list or a host tensor (copied to the device with a "
+                       "blocking copy; use slices, or an index made once per device)")
         elif func is _aten.repeat_interleave.Tensor and kwargs.get("output_size") is None:
             why = "has a data-dependent output size (repeat_interleave without output_size)"
         if why and not all(self.watch.on_host(t) for t in _tensors(args[:1])):
             self.watch.report(f"aten.{func.__name__}", why)
-        return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        # Follow the intermediate results that Python never sees (the view that x[i, 0]
+        # selects before it indexes, an index a decomposition builds): from host tensors alone
+        # they are host tensors, from any device tensor device tensors.
+        w, inputs = self.watch, _tensors(args, kwargs)
+        if inputs and all(w.on_host(t) for t in inputs):
+            side = w.host
+        elif any(not w.maybe_host(t) for t in inputs):
+            side = w.device
+        else:
+            return out
+        for t in _tensors(out):
+            if not any(t is i for i in inputs):
+                side.add(t)
+        return out
 
 
 class HostSyncWatch:

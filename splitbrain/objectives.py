@@ -220,7 +220,8 @@ class SplitBrainObjective:
         total, logs = 0.0, {}
         for half, name, out in zip(self.halves, self.names, outputs):
             # Ground truth at the head's resolution, nearest sampling: (B, C, h, w).
-            target = F.interpolate(lab[:, half["targets"]], size=out.shape[-2:], mode="nearest")
+            target = F.interpolate(color.select_channels(lab, half["targets"]),
+                                   size=out.shape[-2:], mode="nearest")
             loss = self._half_loss(out, target, half["targets"], half["head"])
             logs[f"loss_{name}"] = loss.detach()
             total = total + loss

@@ -40,6 +40,9 @@ SYNCING = {
     "host.to(device)": lambda x: x + torch.tensor([1.0, 2.0, 3.0, 4.0]).to(x.device),
     "copy_ from host": lambda x: x.clone().copy_(torch.zeros(3, 4)),
     "copy_ to host": lambda x: torch.zeros(3, 4).copy_(x),
+    "index with a list": lambda x: x[:, [1, 2]],
+    "index with a host tensor": lambda x: x[:, torch.tensor([0, 3])],
+    "index_select with a host index": lambda x: x.index_select(1, torch.tensor([1])),
     "backward of a masked op": lambda x: (
         x.clone().requires_grad_()[x > 0].sum().backward()),
 }
@@ -49,6 +52,8 @@ SYNC_FREE = {
     "where(mask, a, b)": lambda x: torch.where(x > 0, x, 0.0),
     "mask multiplied in": lambda x: (x * (x > 0)).sum() / (x > 0).sum().clamp(min=1),
     "index with device indices": lambda x: x.view(-1)[x.view(-1).argsort()],
+    "channels by select_channels": lambda x: color.select_channels(x, [0, 2, 3]),
+    "index with an uploaded index": lambda x: x[:, upload(torch.tensor([1, 2]), x.device)],
     "factory on the device": lambda x: torch.zeros(3, device=x.device) + torch.arange(
         3, device=x.device),
     "host scalar math": lambda x: torch.tensor(3.0).item() + torch.arange(4).sum().item(),
@@ -276,3 +281,9 @@ def test_validation_reads_the_host_once_per_pass_not_per_batch(task, crop):
         counts.append(len(watch.found))
         assert all(v == v for v in metrics.values())  # nothing NaN
     assert counts[0] == counts[1] < 20, counts
+
+
+@pytest.mark.parametrize("channels", [[0], [1, 2], [0, 2], [2, 0, 1], [0, 1, 2]])
+def test_select_channels_matches_list_indexing(channels):
+    x = torch.randn(2, 3, 4, 5)
+    assert torch.equal(color.select_channels(x, channels), x[:, channels])

@@ -31,6 +31,21 @@ _LINEAR_FROM_XYZ = torch.tensor([[3.2404813432005266, -1.5371515162713185, -0.49
                                  [0.0556466391351772, -0.2040413383665112, 1.0573110696453443]],
                                 dtype=torch.float64)
 
+def select_channels(x, channels):
+    """``x[:, channels]`` for a list of channel indices, without a host-to-device copy.
+
+    Indexing a device tensor with a Python list first copies the list to the device with a
+    blocking copy (a host-device synchronisation every step on a GPU); runs of consecutive
+    channels are taken as views instead and joined.
+    """
+    runs, start = [], 0
+    for i in range(1, len(channels) + 1):
+        if i == len(channels) or channels[i] != channels[i - 1] + 1:
+            runs.append(x[:, channels[start]:channels[i - 1] + 1])
+            start = i
+    return runs[0] if len(runs) == 1 else torch.cat(runs, dim=1)
+
+
 # scheme name -> (shift, scale): normalised = (L - shift) / scale
 L_NORMS = {
     "unit": (L_CENTER, 100.0),

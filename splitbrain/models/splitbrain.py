@@ -181,7 +181,8 @@ class SplitBrainHalf(AlexNetFCN):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected the full input (B, {self.in_channels}, H, W), "
                              f"got {tuple(x.shape)}")
-        x = (x[:, self.inputs] - self.input_shift) / self.input_scale  # (B, len(inputs), H, W)
+        x = color.select_channels(x, self.inputs)  # (B, len(inputs), H, W)
+        x = (x - self.input_shift) / self.input_scale
         return super().forward_features(x, layers)
 
 
