@@ -60,8 +60,11 @@ def _unknown_key(key, valid):
 
 def _coerce(key, value, reference):
     """Check ``value`` against the type of the reference config's value at ``key``."""
-    if reference is None or value is None:
+    if reference is None:  # an optional path or name: null, or what the user wrote
         return value
+    if value is None:  # a blank value or null, for a key that needs one
+        raise ConfigError(f"config key {key!r} needs a value (like {reference!r}); it is empty "
+                          f"or null, which only keys whose reference value is null accept")
     if isinstance(reference, bool):
         if isinstance(value, bool):
             return value
@@ -126,13 +129,20 @@ def parse_overrides(items):
 
 
 def apply_overrides(cfg, overrides):
-    """Return a copy of ``cfg`` with dotted-key ``overrides`` set, type-checked."""
+    """Return a copy of ``cfg`` with dotted-key ``overrides`` set, type-checked.
+
+    Values are checked against the task's reference config (its value's type; null only where
+    the reference is null), so a config that sets ``color.prior`` may still clear it.
+    """
     cfg = copy.deepcopy(cfg)
     ref = flatten(cfg)
+    reference = CONFIG_DIR / f"{cfg.get('task')}_demo.yaml"
+    schema = flatten(load_yaml(reference)) if reference.is_file() else {}
     for key, value in overrides.items():
         if key not in ref:
             raise _unknown_key(key, list(ref))
-        value = _coerce(key, value, ref[key])
+        expected = schema.get(key, ref[key])
+        value = _coerce(key, value, expected)
         node = cfg
         *parents, leaf = key.split(".")
         for part in parents:

@@ -120,3 +120,33 @@ def test_imagenet_split_brain_recipe_predicts_at_12x12_from_180_crops():
     small = build_model(demo["name"], **demo["kwargs"]).eval()
     with torch.no_grad():
         assert small(torch.zeros(1, 3, 180, 180))[0].shape[-2:] == (10, 10)
+
+
+@pytest.mark.parametrize("override", ["optim.lr=", "optim.batch_size=null", "run.out=~",
+                                      "data.crop= "])
+def test_an_empty_or_null_value_needs_a_key_that_may_be_null(override):
+    key = override.split("=")[0]
+    with pytest.raises(config.ConfigError, match=rf"'{re.escape(key)}' needs a value \(like "):
+        config.resolve("colorize", overrides=[override])
+
+
+def test_null_clears_an_optional_key_even_where_the_config_file_sets_it(tmp_path):
+    cfg = config.load_yaml(config.CONFIG_DIR / "colorize_demo.yaml")
+    cfg["color"]["prior"] = "prior.npy"
+    path = tmp_path / "with_prior.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert config.resolve("colorize", path)["color"]["prior"] == "prior.npy"
+    assert config.resolve("colorize", path, ["color.prior=null"])["color"]["prior"] is None
+    assert config.resolve("colorize", path, ["color.prior="])["color"]["prior"] is None
+
+
+def test_a_config_file_with_a_blank_value_names_the_key(tmp_path):
+    text = (config.CONFIG_DIR / "probe_demo.yaml").read_text()
+    path = tmp_path / "blank.yaml"
+    path.write_text(re.sub(r"(?m)^  lr: 0.01 ", "  lr: ", text))
+    with pytest.raises(config.ConfigError, match=r"blank.yaml: .*'optim.lr' needs a value"):
+        config.resolve("probe", path)
+    # A blank value where the reference is null stays allowed.
+    path.write_text(re.sub(r"(?m)^  ckpt: null ", "  ckpt: ", text))
+    assert config.resolve("probe", path)["encoder"]["ckpt"] is None
+
