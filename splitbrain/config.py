@@ -7,6 +7,7 @@ to the outputs and stored in every checkpoint.
 
 import copy
 import difflib
+import json
 from pathlib import Path
 
 import yaml
@@ -107,10 +108,41 @@ def validate(cfg, schema, source="config"):
                           f"key (copy them from the reference config)")
 
 
-def parse_overrides(items):
-    """``["optim.lr=0.1", "--run.out", "x"]`` -> {"optim.lr": 0.1, "run.out": "x"}.
+class _Text(str):
+    """An override's value as written, typed by :func:`apply_overrides` once its key is known."""
 
-    Values are parsed as YAML scalars, so ``3e-4``, ``true``, ``[1, 2]`` and ``null`` work.
+
+NULLS = ("", "null", "Null", "NULL", "~")  # what YAML reads as None
+
+
+def _parse_text(key, text, reference):
+    """The value of override text for ``key``, read according to the reference value's type.
+
+    A string key (or an optional one, whose reference is null) takes the text as written, so
+    paths like ``@scratch/x`` or ``[2019]/photos`` need no quoting; YAML still reads it when
+    that gives a string (quotes are removed) and the text holds no comment. Other keys are
+    YAML scalars or lists, so ``3e-4``, ``true`` and ``[1, 2]`` work.
+    """
+    text = text.strip()
+    if text in NULLS:
+        return None
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        if reference is None or isinstance(reference, str):
+            return text
+        problem = str(err).splitlines()[0]
+        raise ConfigError(f"cannot read the value of {key!r}: {text!r} is not valid YAML "
+                          f"({problem}); write it like {key}={json.dumps(reference)}") from None
+    if reference is None or isinstance(reference, str):
+        return value if isinstance(value, str) and " #" not in text else text
+    return value
+
+
+def parse_overrides(items):
+    """``["optim.lr=0.1", "--run.out", "x"]`` -> {"optim.lr": "0.1", "run.out": "x"}.
+
+    The values stay text until :func:`apply_overrides` reads each by its key's type.
     """
     out, items = {}, list(items)
     while items:
@@ -124,7 +156,7 @@ def parse_overrides(items):
         if "=" not in item:
             raise ConfigError(f"cannot parse override {item!r}; write key=value, e.g. optim.lr=1e-4")
         key, text = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        out[key.strip()] = _Text(text)
     return out
 
 
@@ -132,7 +164,9 @@ def apply_overrides(cfg, overrides):
     """Return a copy of ``cfg`` with dotted-key ``overrides`` set, type-checked.
 
     Values are checked against the task's reference config (its value's type; null only where
-    the reference is null), so a config that sets ``color.prior`` may still clear it.
+    the reference is null), so a config that sets ``color.prior`` may still clear it. Values
+    from :func:`parse_overrides` are read by that type; others (e.g. a command-line flag's
+    string) are taken as they are.
     """
     cfg = copy.deepcopy(cfg)
     ref = flatten(cfg)
@@ -142,6 +176,8 @@ def apply_overrides(cfg, overrides):
         if key not in ref:
             raise _unknown_key(key, list(ref))
         expected = schema.get(key, ref[key])
+        if isinstance(value, _Text):
+            value = _parse_text(key, value, expected)
         value = _coerce(key, value, expected)
         node = cfg
         *parents, leaf = key.split(".")

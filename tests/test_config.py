@@ -150,3 +150,22 @@ def test_a_config_file_with_a_blank_value_names_the_key(tmp_path):
     path.write_text(re.sub(r"(?m)^  ckpt: null ", "  ckpt: ", text))
     assert config.resolve("probe", path)["encoder"]["ckpt"] is None
 
+
+def test_a_string_key_takes_its_value_as_written():
+    cfg = config.resolve("colorize", overrides=[
+        "run.out=@scratch/x", "data.train=[2019]/photos", "data.val= *x ", "run.device='cuda:0'",
+        "data.root=my data #1", "color.prior=&anchor/prior.npy"])
+    assert cfg["run"]["out"] == "@scratch/x"
+    assert cfg["data"]["train"] == "[2019]/photos"
+    assert cfg["data"]["val"] == "*x"
+    assert cfg["run"]["device"] == "cuda:0"  # quotes still work
+    assert cfg["data"]["root"] == "my data #1"  # not a YAML comment
+    assert cfg["color"]["prior"] == "&anchor/prior.npy"  # optional keys too
+
+
+def test_a_value_that_is_not_yaml_names_the_key():
+    with pytest.raises(config.ConfigError, match=r"'optim.betas'.*not valid YAML.*"
+                                                 r"optim\.betas=\[0\.9, 0\.99\]"):
+        config.resolve("colorize", overrides=["optim.betas=[0.5, 0.9"])
+    with pytest.raises(config.ConfigError, match=r"'optim.lr'.*not valid YAML"):
+        config.resolve("colorize", overrides=["optim.lr=@1"])
