@@ -10,14 +10,28 @@ import torch
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+DEVICES = "auto, cpu, cuda, cuda:N (a GPU index), or another torch device type such as mps"
+
+
 def resolve_device(name="auto"):
-    """"auto" picks CUDA when present, else the CPU."""
+    """"auto" picks CUDA when present, else the CPU.
+
+    Raises:
+        ValueError: a name torch does not know (e.g. "gpu"), or a GPU that is not there.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):  # torch's own message lists two dozen backends
+        raise ValueError(f"unknown device {name!r}; valid: {DEVICES}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' was requested but no CUDA GPU is available; "
                          "use device=auto or device=cpu")
+    if device.type == "cuda" and device.index is not None and \
+            device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA "
+                         f"GPU(s), numbered from 0; use device=cuda or device=auto")
     return device
 
 

@@ -227,6 +227,7 @@ def test_two_inputs_with_one_output_name_are_refused_before_any_work(trained, tm
     (["--size", "-4"], "--size: must be at least 1"),
     (["--temperature", "-1"], "--temperature: must be a finite number >= 0"),
     (["--temperature", "nan"], "--temperature: must be a finite number >= 0"),
+    (["--device", "gpu"], "unknown device 'gpu'; valid: auto, cpu, cuda, cuda:N"),
 ])
 def test_invalid_options_are_refused(trained, tmp_path, capsys, option, message):
     photo((20, 20)).save(tmp_path / "p.png")
