@@ -390,3 +390,32 @@ def test_a_folder_dataset_in_imagefolder_layout_probes(tmp_path):
                               "data.short_side=72", "optim.batch_size=2"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["num_classes"] == 2 and list(results["layers"]) == ["conv2"]
+
+
+RANDOM_CONV1 = ["--init", "random", "--arch", "alexnet_colorization_small", "--layer", "conv1"]
+
+
+def test_results_come_last_and_a_failed_write_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    (out / "heads.pt").mkdir(parents=True)  # the first output cannot be written
+    assert run_tool("probe", [*RANDOM_CONV1, "--out", out, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"could not write the results to {out}" in err and "Traceback" not in err
+    # results.json would say "complete": nothing of the results may be there.
+    assert not (out / "results.json").exists() and not (out / "results.csv").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_unwritable_out_is_refused_before_any_work(tmp_path, capsys, where):
+    if where == "file":
+        (tmp_path / "f").write_text("mine")
+        out, expected = tmp_path / "f", "is a file, not a folder"
+    else:
+        out, expected = Path("/proc/splitbrain_probe"), "is not writable"
+    assert run_tool("probe", [*RANDOM_CONV1, "--out", out, *TINY]) == 2
+    captured = capsys.readouterr()
+    assert f"--out {out}: " in captured.err and expected in captured.err
+    assert "probing" not in captured.out  # refused before the encoder saw any data
+    if where == "file":
+        assert (tmp_path / "f").read_text() == "mine"

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed
 from splitbrain.probe import ProbeError
@@ -99,7 +100,8 @@ def main(argv=None):
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
         if p["solver"] == "sgd":
             SGDRecipe(**cfg["optim"]).check_data(len(train_set))
-    except (ProbeError, FileNotFoundError, ValueError, RuntimeError) as err:
+        ckpt.check_writable_folder(run_dir, "--out")
+    except (ProbeError, OSError, ValueError, RuntimeError) as err:
         fatal(err)
     if (run_dir / "results.json").exists():
         fatal(f"{run_dir} already holds probe results; choose another --out")
@@ -134,10 +136,15 @@ def main(argv=None):
                 "task": state.get("task") if state else None, "data": d["source"],
                 "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"],
                 "world_size": ctx.world_size}
-        save_results(results, run_dir, meta)
-        # The heads, for tools/evaluate.py --metric consistency --probe RUN_DIR.
-        save_heads(run_dir / HEADS_FILE, heads, meta)
-        log(f"done: results.csv, results.json and {HEADS_FILE} in {run_dir}")
+        try:
+            # The heads (for tools/evaluate.py --metric consistency --probe RUN_DIR), then the
+            # results: results.json comes last, so its presence means a complete run.
+            save_heads(run_dir / HEADS_FILE, heads, meta)
+            save_results(results, run_dir, meta)
+        except OSError as err:
+            fatal(f"could not write the results to {run_dir} ({err}); the table is printed "
+                  f"above; free some space or fix the folder and run again")
+        log(f"done: {HEADS_FILE}, results.csv and results.json in {run_dir}")
     distributed.close()
 
 

@@ -8,6 +8,8 @@ import csv
 import json
 from pathlib import Path
 
+from ..checkpoint import atomic_write
+
 
 def format_table(results):
     """Markdown table of a results dict, one row per layer, accuracies to two decimals."""
@@ -25,13 +27,20 @@ def _cell(value):
 
 
 def save_results(results, out_dir, meta=None):
-    """Write ``results.csv`` (one row per layer) and ``results.json`` (with ``meta``)."""
+    """Write ``results.csv`` (one row per layer), then ``results.json`` (with ``meta``).
+
+    Each file is written atomically, and results.json last: its presence means a complete run.
+    """
     out_dir = Path(out_dir)
     columns = list(dict.fromkeys(k for r in results.values() for k in r))
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["layer", *columns])
-        for name, r in results.items():
-            writer.writerow([name, *(r.get(k, "") for k in columns)])
-    with open(out_dir / "results.json", "w") as f:
-        json.dump({"layers": results, **(meta or {})}, f, indent=2)
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["layer", *columns])
+            for name, r in results.items():
+                writer.writerow([name, *(r.get(k, "") for k in columns)])
+
+    text = json.dumps({"layers": results, **(meta or {})}, indent=2)
+    atomic_write(out_dir / "results.csv", write_csv)
+    atomic_write(out_dir / "results.json", lambda tmp: Path(tmp).write_text(text))
