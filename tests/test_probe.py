@@ -419,3 +419,16 @@ def test_an_unwritable_out_is_refused_before_any_work(tmp_path, capsys, where):
     assert "probing" not in captured.out  # refused before the encoder saw any data
     if where == "file":
         assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_a_training_run_folder_is_not_used_as_out(tmp_path, capsys):
+    run = tmp_path / "train_run"
+    run.mkdir()
+    (run / "config.yaml").write_text("task: colorize\n")
+    save_ckpt(run / "latest.pt")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert run_tool("probe", ["--ckpt", run / "latest.pt", "--layer", "conv1", "--out", run,
+                              *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"{run} holds a training run (latest.pt); choose another --out" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing added or replaced

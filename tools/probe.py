@@ -36,6 +36,7 @@ SOLVERS = ("sgd", "sklearn")  # probe.solver: splitbrain.probe.solver_sgd | solv
 SHORTHANDS = {"ckpt": "encoder.ckpt", "init": "encoder.init", "arch": "encoder.arch",
               "layer": "probe.layers", "data": "data.source", "out": "run.out",
               "device": "run.device"}
+TRAINING_RUN = ("latest.pt", "best.pt", "train.log")  # what tools/train.py leaves in run.out
 
 
 def parse_args(argv):
@@ -105,6 +106,10 @@ def main(argv=None):
         fatal(err)
     if (run_dir / "results.json").exists():
         fatal(f"{run_dir} already holds probe results; choose another --out")
+    trained = [name for name in TRAINING_RUN if (run_dir / name).exists()]
+    if trained:  # its config.yaml and TensorBoard events would be overwritten and mixed
+        fatal(f"{run_dir} holds a training run ({', '.join(trained)}); choose another --out, "
+              f"e.g. --out {run_dir / 'probe'}")
     distributed.barrier()  # every rank has looked before rank 0 writes
 
     # --- run directory (rank 0 writes for the run) -------------------------------------------
