@@ -432,3 +432,29 @@ def test_a_training_run_folder_is_not_used_as_out(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{run} holds a training run (latest.pt); choose another --out" in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing added or replaced
+
+
+def _hostile_split(folder, bad):
+    """Two classes of two good photos each, and ``bad`` files that cannot be decoded in cat/."""
+    _image_folder(folder, ["cat", "dog"])
+    for i, content in zip(range(bad), [b"this is a text file", b""] * bad):
+        (folder / "cat" / f"bad{i}.jpg").write_bytes(content)
+
+
+def test_unreadable_files_are_skipped_counted_and_an_unreadable_folder_refused(tmp_path, capsys):
+    data = tmp_path / "data"
+    _hostile_split(data / "train", 1)
+    _hostile_split(data / "val", 2)
+    out = tmp_path / "run"
+    argv = [*RANDOM_CONV1, "--data", data, *TINY, "data.short_side=72", "optim.batch_size=2"]
+    assert run_tool("probe", [*argv, "--out", out]) == 0
+    results = json.loads((out / "results.json").read_text())
+    # Validation reads every file once: both bad ones are found.
+    assert results["unreadable_files"]["val"] == {"not an image": 1, "empty file": 1}
+    assert "val: skipped 2 unreadable file(s)" in (out / "probe.log").read_text()
+    # A split where nothing decodes is refused before any work, not a DataLoader traceback.
+    for image in (data / "val").rglob("[0-9].png"):
+        image.write_bytes(b"")
+    assert run_tool("probe", [*argv, "--out", tmp_path / "run2"]) == 2
+    assert "none of the 6 files tried out of 6 could be read" in capsys.readouterr().err
+    assert not (tmp_path / "run2").exists()

@@ -99,6 +99,9 @@ def main(argv=None):
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
+        for dataset in (train_set, val_set):  # folders: some file must decode
+            if hasattr(dataset, "check_readable"):
+                dataset.check_readable()
         if p["solver"] == "sgd":
             SGDRecipe(**cfg["optim"]).check_data(len(train_set))
         ckpt.check_writable_folder(run_dir, "--out")
@@ -137,10 +140,18 @@ def main(argv=None):
         table = format_table(results)
         print(table, flush=True)
         log("results:\n" + table)
+        # Folders skip files they cannot decode (this process's count, loader workers included).
+        skipped = {split: dataset.skip_counts() for split, dataset in
+                   (("train", train_set), ("val", val_set)) if hasattr(dataset, "skip_counts")}
+        for split, counts in skipped.items():
+            if counts:
+                log(f"{split}: skipped {sum(counts.values())} unreadable file(s) ("
+                    f"{', '.join(f'{reason}: {n}' for reason, n in counts.items())}); the "
+                    f"warnings above name each")
         meta = {"model": spec, "ckpt": e["ckpt"], "init": e["init"],
                 "task": state.get("task") if state else None, "data": d["source"],
                 "num_classes": len(classes), "solver": p["solver"], "resize": p["resize"],
-                "world_size": ctx.world_size}
+                "world_size": ctx.world_size, "unreadable_files": skipped}
         try:
             # The heads (for tools/evaluate.py --metric consistency --probe RUN_DIR), then the
             # results: results.json comes last, so its presence means a complete run.
