@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from .compat import torchvision
 from .data_health import SKIP_REASONS, skip_reason
-from .images import ImageReadError, PathTable, find_images, is_image_path, load_rgb
+from .images import ImageReadError, PathTable, find_images, load_rgb
 
 T = torchvision.transforms.v2
 
@@ -249,10 +249,6 @@ class ImageFiles(_SkipUnreadable, Dataset):
         return self.transform(img), 0
 
 
-def _is_visible_image(path):
-    return not Path(path).name.startswith(".") and is_image_path(path)
-
-
 class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
     """An ImageFolder (``root/<class>/**/<image>``) decoded with :func:`load_rgb`.
 
@@ -268,8 +264,7 @@ class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
         root = Path(root)
         if not root.is_dir():
             raise FileNotFoundError(f"dataset folder not found: {root}")
-        super().__init__(str(root), transform=transform or _TO_TENSOR, loader=load_rgb,
-                         is_valid_file=_is_visible_image)
+        super().__init__(str(root), transform=transform or _TO_TENSOR, loader=load_rgb)
         # Compact tables in place of torchvision's per-file (path, label) tuples, which every
         # loader worker would copy (see images.PathTable).
         self.files = self._paths = PathTable(p for p, _ in self.samples)
@@ -287,6 +282,20 @@ class LabelledFolder(_SkipUnreadable, torchvision.datasets.ImageFolder):
             raise ValueError(f"{directory} has no class subfolders; a labelled dataset needs "
                              f"ROOT/<class>/<image> (the ImageFolder layout)")
         return classes, {name: i for i, name in enumerate(classes)}
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None,
+                     allow_empty=False):
+        # find_images, not torchvision's walk: that follows symbolic links with no guard, so a
+        # link class/loop -> . listed every image ~40 times (two such links never ended), and
+        # it kept hidden subfolders. Here each real folder is read once, hidden ones skipped;
+        # the order stays torchvision's: a folder's files, then its subfolders'.
+        samples = []
+        for name, label in class_to_idx.items():
+            files = find_images(Path(directory, name))  # ValueError for a class without images
+            samples += [(str(path), label)
+                        for path in sorted(files, key=lambda p: (str(p.parent), p.name))]
+        return samples
 
     def __getitem__(self, index):
         img, i = self._load(index)

@@ -186,6 +186,24 @@ def test_missing_paths_and_empty_folders_are_clear_errors(tmp_path):
         build_dataset(str(tmp_path / "empty"), "train", 32, train=True)
 
 
+
+def test_labelled_folder_reads_each_real_folder_once_and_skips_hidden_ones(tmp_path,
+                                                                           write_photos):
+    write_photos(tmp_path / "cat", 2)
+    write_photos(tmp_path / "dog", 3)
+    write_photos(tmp_path / "dog" / ".thumbnails", 4)  # hidden: not part of the class
+    os.symlink(".", tmp_path / "cat" / "loop")  # back to its own folder: walked forever
+    os.symlink(".", tmp_path / "cat" / "loop2")  # two such links: exponentially many paths
+    os.symlink(tmp_path / "dog", tmp_path / "cat" / "dogs")  # another class, by link: kept
+    ds = LabelledFolder(tmp_path)
+    assert ds.classes == ["cat", "dog"]
+    names = [(p.parent.name, p.name) for p in ds.files]
+    assert names == [("cat", "p0.jpg"), ("cat", "p1.jpg"), ("dogs", "p0.jpg"),
+                     ("dogs", "p1.jpg"), ("dogs", "p2.jpg"), ("dog", "p0.jpg"),
+                     ("dog", "p1.jpg"), ("dog", "p2.jpg")]
+    assert ds.targets.tolist() == [0] * 5 + [1] * 3
+
+
 # --- torchvision datasets (never downloaded here) -------------------------------------------
 
 @pytest.mark.parametrize("name, folder, split", [("cifar10", "cifar-10-batches-py", "train"),
