@@ -96,3 +96,16 @@ def test_max_images_caps_the_images_used(tmp_path, capsys, write_photos):
     assert run_tool("compute_prior", ["--data", tmp_path / "imgs", "--out", tmp_path / "p.npy",
                                       "--size", 32, "--max-images", 4]) == 0
     assert "images used: 4" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["file", "proc"])
+def test_an_unwritable_out_folder_is_refused_before_the_pass(folder, tmp_path, capsys, where):
+    if where == "file":
+        (tmp_path / "f").write_text("mine")
+        out, expected = tmp_path / "f" / "prior.npy", "is a file, not a folder"
+    else:
+        out, expected = Path("/proc/splitbrain_prior/prior.npy"), "is not writable"
+    assert run_tool("compute_prior", ["--data", folder, "--out", out, "--size", 32]) == 2
+    captured = capsys.readouterr()
+    assert "--out" in captured.err and expected in captured.err
+    assert "wrote" not in captured.out and not out.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset
 
+from splitbrain import checkpoint as ckpt
 from splitbrain import color
 from splitbrain.data import build_dataset
 from splitbrain.runtime import resolve_device
@@ -46,9 +47,10 @@ def main(argv=None):
 
     # --- data: the training split, centre crops; a random subset if asked -----------------
     try:
+        ckpt.check_writable_folder(out.parent, "--out")  # before the pass, not after it
         dataset = build_dataset(args.data, "train", args.size, train=False, length=args.length,
                                 root=args.root)
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:
         fatal(err)
     images = dataset
     if 0 < args.max_images < len(dataset):
