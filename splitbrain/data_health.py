@@ -5,6 +5,10 @@ cannot decode with a reason code in shared memory; :class:`DataHealth` reads tho
 the run goes, logs them (in total and per epoch) and stops the run past a set share.
 """
 
+import torch
+
+from . import distributed
+
 # Why a file was skipped, as a small code kept in shared memory (0: readable or not tried).
 SKIP_REASONS = ("", "not an image", "truncated or corrupt", "empty file", "missing",
                 "too large", "other")
@@ -29,7 +33,8 @@ class DataHealth:
     """Counts a dataset's unreadable files as a run goes, logs them and stops past a limit.
 
     Args:
-        dataset: a dataset with ``skip_counts()`` (folders of images); others are always fine.
+        dataset: a dataset that marks its unreadable files (``_unreadable``: folders of images,
+            see ``data._SkipUnreadable``); others are always fine.
         max_bad_fraction: the share of unreadable files above which the run stops.
         log: callable taking a line; writer: TensorBoard ``SummaryWriter`` or None.
     """
@@ -41,9 +46,25 @@ class DataHealth:
         self.reported = 0
         self.steps_per_epoch = steps_per_epoch
         self.epoch, self.at_epoch_start = None, {}
+        self._elsewhere = None
 
     def counts(self):
-        return self.dataset.skip_counts() if hasattr(self.dataset, "skip_counts") else {}
+        """{reason: files}, over every rank's marks as of the last :meth:`__call__`."""
+        marks = getattr(self.dataset, "_unreadable", None)
+        if marks is None:
+            return {}
+        if self._elsewhere is not None:
+            marks = torch.maximum(marks, self._elsewhere)
+        codes = torch.bincount(marks.long(), minlength=len(SKIP_REASONS)).tolist()
+        return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
+
+    def _gather_marks(self):
+        """Merge the other ranks' marks (each rank only sees the files it read itself), so that
+        every rank counts the same files and stops at the same step. A collective: every rank
+        calls it at the same steps."""
+        marks = getattr(self.dataset, "_unreadable", None)
+        if marks is not None and distributed.world_size() > 1:
+            self._elsewhere = distributed.host_max_(marks.clone())
 
     def summary(self):
         counts = self.counts()
@@ -52,7 +73,11 @@ class DataHealth:
         return bad, f"{bad} of {self.total} training files unreadable ({detail})"
 
     def __call__(self, step):
-        """Log new skips (and each epoch's); raise DataHealthError past ``max_bad_fraction``."""
+        """Log new skips (and each epoch's); raise DataHealthError past ``max_bad_fraction``.
+
+        In a distributed run every rank calls this at the same steps (it sums over ranks).
+        """
+        self._gather_marks()
         if self.steps_per_epoch:
             epoch = (step - 1) // self.steps_per_epoch
             counts = self.counts()

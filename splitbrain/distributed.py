@@ -64,14 +64,24 @@ def init(device="auto", timeout_minutes=30):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
+    global _HOST_GROUP
+    _HOST_GROUP = (dist.new_group(backend="gloo", timeout=datetime.timedelta(
+        minutes=timeout_minutes)) if dist.get_backend() != "gloo" else None)
     return Context(dist.get_rank(), dist.get_world_size(), local_rank, device)
+
+
+# Collectives of host values (stop votes, unreadable-file marks) go through gloo, so that they
+# never touch the GPU's stream: the default group under gloo, a gloo side group under NCCL.
+_HOST_GROUP = None
 
 
 def close():
     """Leave the process group, after every rank has arrived (rank 0 may still be saving)."""
+    global _HOST_GROUP
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+    _HOST_GROUP = None
 
 
 def _active():
@@ -92,6 +102,21 @@ def from_main(fn):
     return box[0]
 
 
+def in_turns(fn):
+    """``fn()`` on every rank, first on rank 0, then on each other node's local rank 0, then
+    on the rest, with barriers between: for work that fills a cache the next can reuse (a
+    dataset download), whether the cache is shared by all nodes or each node has its own."""
+    if not _active():
+        return fn()
+    first, local_first = dist.get_rank() == 0, int(os.environ.get("LOCAL_RANK", "0")) == 0
+    out = fn() if first else None
+    dist.barrier()
+    if local_first and not first:
+        out = fn()
+    dist.barrier()
+    return fn() if not local_first else out
+
+
 def all_reduce_sum(tensor):
     """Sum ``tensor`` over ranks in place (the backend's device: CPU for gloo, CUDA for NCCL)."""
     if _active():
@@ -108,6 +133,15 @@ def sum_floats(values):
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     all_reduce_sum(t)
     return dict(zip(keys, t.tolist()))
+
+
+def union_of_keys(mapping):
+    """The sorted union of ``mapping``'s keys over ranks (host objects, through gloo)."""
+    if not _active():
+        return sorted(mapping)
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, sorted(mapping), group=_HOST_GROUP)
+    return sorted(set().union(*gathered))
 
 
 def wrap(model, ctx, sync_bn=False):
@@ -151,3 +185,56 @@ def average_(tensors):
         if t is not None:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
             t.div_(world)
+
+
+def host_max_(tensor):
+    """Replace a CPU tensor by its element-wise maximum over ranks, in place (through gloo)."""
+    if _active():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=_HOST_GROUP)
+    return tensor
+
+
+def broadcast_buffers(model):
+    """Give every rank rank 0's buffers (BatchNorm running statistics), in place.
+
+    DistributedDataParallel broadcasts them at the start of each forward, so after the last
+    step each rank holds statistics updated by its own slice; validation and checkpoints must
+    use one model, rank 0's.
+    """
+    if _active():
+        for b in model.buffers():
+            dist.broadcast(b, src=0)
+
+
+class StopVote:
+    """Agree, every step and without waiting on the network, whether any rank wants to stop.
+
+    Each step a rank casts its vote (did it receive a stop signal?) in an asynchronous
+    all-reduce over gloo, and reads the previous step's result, which has long arrived: every
+    rank sees the same result after the same step, so all leave the loop together, one step
+    after the first signal anywhere. torchrun forwards a signal to its own node's workers only
+    and kills them 30 s later; waiting for a logging step could take longer than that.
+    """
+
+    def __init__(self):
+        self._pending = None
+        self._box = None
+
+    def __call__(self, want_stop):
+        """Cast this step's vote; return whether the previous step's votes say stop."""
+        if not _active():
+            return bool(want_stop)
+        agreed = False
+        if self._pending is not None:
+            self._pending.wait()
+            agreed = self._box.item() > 0
+        self._box = torch.tensor([1.0 if want_stop else 0.0])
+        self._pending = dist.all_reduce(self._box, op=dist.ReduceOp.SUM, group=_HOST_GROUP,
+                                        async_op=True)
+        return agreed
+
+    def finish(self):
+        """Wait for the vote in flight (every rank casts the same number of votes)."""
+        if self._pending is not None:
+            self._pending.wait()
+            self._pending = None

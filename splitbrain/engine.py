@@ -32,6 +32,7 @@ def evaluate(model, objective, loader, device, precision="fp32"):
     over ranks before dividing.
     """
     model = distributed.unwrap(model)  # no DDP buffer broadcast: ranks may see other counts
+    distributed.broadcast_buffers(model)  # one model on every rank: rank 0's (it is saved)
     was_training = model.training
     model.eval()
     totals, count = {}, 0
@@ -46,11 +47,14 @@ def evaluate(model, objective, loader, device, precision="fp32"):
         count += rgb.shape[0]
         objective.update_metrics(metrics, rgb, pred)
     model.train(was_training)
-    totals = distributed.sum_floats({**{k: float(v) for k, v in totals.items()}, "__count": count})
+    totals = {k: float(v) for k, v in totals.items()}
+    if distributed.world_size() > 1:  # a rank with no images in its shard has no keys yet
+        totals = {k: totals.get(k, 0.0) for k in distributed.union_of_keys(totals)}
+    totals = distributed.sum_floats({**totals, "__count": count})
     count = totals.pop("__count")
     out = {f"val/{k}": v / max(count, 1) for k, v in totals.items()}
     for name, meter in metrics.items():
-        meter.reduce(distributed.all_reduce_sum)
+        meter.reduce(distributed.all_reduce_sum, device)
         out.update({f"val/{name}/{k}": v for k, v in meter.compute().items()})
     return out
 
@@ -150,8 +154,10 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             elsewhere :class:`hostsync.HostSyncWatch` looks for the operations that would
             synchronise on a GPU (raising ``hostsync.HostSyncError``).
         stop: a ``runtime.StopSignals``; once it has received a signal the loop returns after
-            the current step (in a distributed run, at the next logging step, when every rank
-            agrees), and the caller saves.
+            the current step (in a distributed run every rank leaves after the next step,
+            once all have seen the vote: see ``distributed.StopVote``), and the caller saves;
+            ``stop.agreed`` tells whether the loop stopped early (on every rank, signalled
+            or not).
         data_health: called with the step at logging steps (``data_health.DataHealth``): logs
             unreadable files and raises ``data_health.DataHealthError`` past its limit.
         skip_nonfinite: skip (and count, as ``train/skipped_steps``) the updates of steps
@@ -173,6 +179,12 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     model.train()
     # Without CUDA's own mode, the watch follows what is computed from these device tensors.
     watched = device_tensors(model, objective) if sync_debug and device.type != "cuda" else []
+    # DistributedDataParallel settles its gradient buckets in the second step's forward, with
+    # a copy to the host: CUDA's mode starts after that, once the step is the steady one.
+    debug_from = start_step + (2 if world > 1 and device.type == "cuda" else 0)
+    vote = distributed.StopVote()
+    if stop is not None:
+        stop.agreed = False
 
     def due(every):
         return step == iterations or (every and step % every == 0)
@@ -183,7 +195,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
         rgb = rgb.to(device, non_blocking=True)
         if channels_last:
             rgb = rgb.contiguous(memory_format=torch.channels_last)
-        with _sync_debug(sync_debug, device, optimizer, [rgb, *watched]):
+        with _sync_debug(sync_debug and step >= debug_from, device, optimizer,
+                         [rgb, *watched]):
             logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
                                       precision, skip_nonfinite)
             scheduler.step()
@@ -228,19 +241,12 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             watch.check()  # on every rank, so all stop together
             if save is not None:
                 save("latest", step, {"best_val_loss": best_loss})
-        if stop is not None and _stop_requested(stop, world, due(log_every)):
+        if stop is not None and vote(stop.received is not None):
+            stop.agreed = True
             break
+    vote.finish()
     watch.check()
     return step, best_loss
-
-
-def _stop_requested(stop, world, at_log_step):
-    """Whether to leave the loop now; ranks agree at logging steps (one small all-reduce)."""
-    if world == 1:
-        return stop.received is not None
-    if not at_log_step:
-        return False
-    return distributed.sum_floats({"stop": float(stop.received is not None)})["stop"] > 0
 
 
 @contextlib.contextmanager

@@ -224,17 +224,19 @@ class ColorMetrics:
         self._colourfulness_sum = _add(self._colourfulness_sum, colourfulness(pred_rgb).sum())
         self._images += L.shape[0]
 
-    def reduce(self, sum_over_ranks):
+    def reduce(self, sum_over_ranks, device=None):
         """Sum the accumulated counts over the processes of a distributed run, in place.
 
         Args:
             sum_over_ranks: sums a tensor over ranks in place
                 (``splitbrain.distributed.all_reduce_sum``); every rank must call this.
+            device: where to sum when this rank added nothing (an empty shard): the device
+                the collective backend works on (CUDA for NCCL). Default: the CPU.
         """
         n = len(auc_thresholds(self.max_threshold, self.step)) + 1
         fields = ("_hist", "_hist_weighted", "_psnr_sum", "_colourfulness_sum")
         device = next((getattr(self, f).device for f in fields if getattr(self, f) is not None),
-                      torch.device("cpu"))
+                      torch.device(device or "cpu"))
         # One float64 vector: two histograms, two sums, three counts. float64 keeps integer
         # pixel counts exact up to 2^53.
         parts = [self._hist, self._hist_weighted, self._psnr_sum, self._colourfulness_sum]

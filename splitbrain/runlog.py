@@ -1,10 +1,12 @@
 """What a run leaves for people to read: its text log, fatal errors, TensorBoard image grids."""
 
+import contextlib
 import sys
 import time
 
 import torch
 
+from . import distributed
 from .compat import torchvision
 from .runtime import autocast
 
@@ -41,11 +43,20 @@ def silent(message):
 
 
 def fatal(message, log=None, code=2):
-    """Report a problem the user can fix, without a traceback, and exit non-zero."""
+    """Report a problem the user can fix, without a traceback, and exit non-zero.
+
+    Through ``log`` when it is a run log writing to its file; otherwise (no log yet, a rank
+    other than 0, whose log is :func:`silent`, or a log whose disk is full) on stderr, naming
+    the rank in a distributed run.
+    """
     text = f"error: {message}"
-    if log is not None and getattr(log, "path", True) is not None:
-        log(text)
+    if isinstance(log, RunLog) and log.path is not None:
+        with contextlib.suppress(OSError):  # printed before the write: a full disk hides nothing
+            log(text)
     else:
+        rank = distributed.rank()
+        if rank:
+            text = f"error (rank {rank}): {message}"
         print(text, file=sys.stderr, flush=True)
     sys.exit(code)
 

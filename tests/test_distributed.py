@@ -128,6 +128,82 @@ def test_colour_metrics_summed_over_ranks_equal_one_pass_over_all_images():
 
 # --- torchrun ---------------------------------------------------------------------------------
 
+PIECES = """
+import json, os, sys, time
+import torch
+from splitbrain import distributed
+from splitbrain.data_health import DataHealth
+
+ctx = distributed.init("cpu")
+r, out = ctx.rank, {}
+
+# Stop votes: rank 1 alone wants to stop after step 3; both ranks leave after step 4.
+vote = distributed.StopVote()
+out["stop_step"] = next(step for step in range(1, 100) if vote(r == 1 and step >= 3))
+vote.finish()
+
+# Unreadable files: each rank marked the ones it read; both must count both.
+class Marks:
+    _paths = list(range(10))
+    _unreadable = torch.zeros(10, dtype=torch.int8)
+Marks._unreadable[r] = 2 + r  # rank 0: file 0 corrupt; rank 1: file 1 empty
+health = DataHealth(Marks(), 0.15, log=lambda line: None)
+try:
+    health(1)
+    out["health"] = "went on"
+except Exception as err:
+    out["health"] = type(err).__name__
+out["counts"] = health.counts()
+
+# Buffers: every rank ends with rank 0's.
+bn = torch.nn.BatchNorm1d(3)
+bn.running_mean.fill_(float(r + 1))
+distributed.broadcast_buffers(bn)
+out["running_mean"] = bn.running_mean.tolist()
+
+# Keys logged on one rank only are summed on all.
+out["keys"] = distributed.union_of_keys({"loss": 1.0} if r == 0 else {})
+
+# In turns: rank 0 first, the others after it finished.
+log = sys.argv[1]
+def work():
+    with open(log, "a") as f:
+        f.write(f"start {r} {time.time()}\\n")
+    time.sleep(0.5)
+    with open(log, "a") as f:
+        f.write(f"end {r} {time.time()}\\n")
+    return r
+out["in_turns"] = distributed.in_turns(work)
+print("RESULT", r, json.dumps(out), flush=True)
+distributed.close()
+"""
+
+
+def test_host_collectives_agree_across_ranks(tmp_path):
+    """Stop votes, unreadable-file marks, BatchNorm buffers, logged keys and downloads in turn,
+    with two gloo processes."""
+    script = tmp_path / "pieces.py"
+    script.write_text(PIECES)
+    run = torchrun([tmp_path / "turns.log"], script=script, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+    results = {int(line.split()[1]): json.loads(line.split(" ", 2)[2])
+               for line in run.stdout.splitlines() if line.startswith("RESULT")}
+    assert sorted(results) == [0, 1]
+    for r, res in results.items():
+        assert res["stop_step"] == 4, res  # the step after rank 1's vote, on both ranks
+        # 2 of 10 files unreadable is above 0.15 on every rank: all stop together.
+        assert res["health"] == "DataHealthError"
+        assert res["counts"] == {"truncated or corrupt": 1, "empty file": 1}
+        assert res["running_mean"] == [1.0, 1.0, 1.0]
+        assert res["keys"] == ["loss"]
+        assert res["in_turns"] == r
+    events = sorted((float(t), kind, int(rank)) for kind, rank, t in
+                    (line.split() for line in (tmp_path / "turns.log").read_text().splitlines()))
+    assert [(kind, rank) for _, kind, rank in events][:2] == [("start", 0), ("end", 0)]
+
+
+
 def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path):
     # Both under run.sync_debug: the steps stay free of host reads under DDP too (the other
     # torchrun tests run without it).
@@ -184,7 +260,69 @@ def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
     assert max_diff(weights(tmp_path / "one" / "latest.pt"), b) < 1e-5
 
 
-def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path):
+def worker_of_rank(launcher, rank):
+    """The pid of the torchrun worker with ``rank`` (read from its environment)."""
+    for pid in descendants(launcher.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in environ and b"TORCHELASTIC_RUN_ID=" in b" ".join(environ):
+            return pid
+    return None
+
+
+def test_a_stop_signal_to_one_rank_stops_every_rank_at_once_and_rank_0_saves(tmp_path):
+    """As when one node of several is preempted: torchrun forwards SIGTERM to that node's
+    workers only, and kills them 30 s later. Every rank leaves the loop one step later (not
+    at the next logging step, here never), rank 0 saves and says how to resume."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         str(TRAIN), *TINY, "optim.iterations=100000", "run.log_every=100000",
+         "run.val_every=100000", f"run.out={out}"],
+        env=env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not (out / "latest.pt").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (out / "latest.pt").exists(), "no checkpoint was written"
+        pid = worker_of_rank(proc, 1)
+        assert pid is not None
+        signalled = time.time()
+        os.kill(pid, signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            kill_all(proc)
+    assert time.time() - signalled < 30, "not within torchrun's 30 s grace period"
+    assert proc.returncode != 0  # stopped, not finished
+    lines = (out / "train.log").read_text()
+    assert "a stop signal on another process: stopped at step" in lines, lines[-2000:]
+    assert f"--resume run.out={out}" in lines
+    step = int(lines.split("stopped at step ")[1].split()[0])
+    assert ckpt.load(out / "latest.pt")["step"] == step
+
+
+def test_validation_with_fewer_images_than_processes(tmp_path):
+    """Rank 1's validation shard is empty: the sums still match one process's."""
+    args = [*TINY, "data.val_length=1", "optim.iterations=2", "run.val_every=2"]
+    two = torchrun([*args, f"run.out={tmp_path / 'two'}"])
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = single([*args, f"run.out={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-3000:]
+
+    def val_loss(run_dir):
+        line = next(x for x in (run_dir / "train.log").read_text().splitlines()
+                    if "validation:" in x)
+        return float(line.split(" loss=")[1].split()[0])
+    assert val_loss(tmp_path / "two") == pytest.approx(val_loss(tmp_path / "one"), rel=1e-3)
+
+
+@pytest.mark.parametrize("error", ["RuntimeError", "train.HostSyncError"])
+def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path, error):
+    """An unexpected error (its traceback), or one the tool reports as a message: either way
+    the failing rank's words reach the user, not only rank 0's."""
     wrapper = tmp_path / "failing_rank.py"
     wrapper.write_text(
         "import importlib.util, os, sys\n"
@@ -193,7 +331,7 @@ def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path):
         "real = train.engine.train_step\n"
         "def failing(*args, **kwargs):\n"
         "    if os.environ['RANK'] == '1':\n"
-        "        raise RuntimeError('injected failure on rank 1')\n"
+        f"        raise {error}('injected failure on rank 1')\n"
         "    return real(*args, **kwargs)\n"
         "train.engine.train_step = failing\n"
         "train.main(sys.argv[1:])\n")
@@ -218,7 +356,7 @@ def test_probe_runs_under_torchrun_with_one_set_of_results(tmp_path):
         # Accuracies are counts over all 14 validation crops, summed over the two shards.
         assert 0 <= r["top1"] <= r["top5"] <= 100
         assert abs(r["top1"] * 14 / 100 - round(r["top1"] * 14 / 100)) < 1e-6
-    assert two.stdout.count("done: results.csv") == 1  # rank 0 alone reports
+    assert two.stdout.count("done: heads.pt, results.csv") == 1  # rank 0 alone reports
     refused = torchrun([*args, "probe.solver=sklearn", "--out", tmp_path / "sk"],
                        script=ROOT / "tools" / "probe.py")
     assert refused.returncode != 0 and "without torchrun" in refused.stderr

@@ -135,3 +135,63 @@ def test_the_antialiasing_filter_travels_from_training_to_colorizing_and_probing
     trained = ckpt.build_model(state).eval()
     with torch.no_grad():
         assert torch.equal(colorizer.model(x), trained(x))
+
+
+def test_a_full_disk_at_a_save_stops_with_a_message_and_keeps_the_last_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    import errno
+    real = ckpt.atomic_write
+    saves = {"latest": 0}
+
+    def filling(path, write):
+        if path.name == "latest.pt":
+            saves["latest"] += 1
+            if saves["latest"] == 2:  # the save at step 4: half written, then the disk is full
+                def half(tmp):
+                    write(tmp)
+                    with open(tmp, "r+b") as f:
+                        f.truncate(100)
+                    raise OSError(errno.ENOSPC, "No space left on device")
+                return real(path, half)
+        return real(path, write)
+
+    monkeypatch.setattr(ckpt, "atomic_write", filling)
+    out = tmp_path / "run"
+    assert train(out, "run.val_every=100", iterations=6) == 6
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "No space left on device" in text and f"--resume run.out={out}" in text
+    assert ckpt.load(out / "latest.pt")["step"] == 2  # the last whole checkpoint, intact
+    assert not [p.name for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_resume_refuses_what_it_cannot_continue_before_writing_anything(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, iterations=2) == 0
+    kept = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    def resume(*extra):
+        code = run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}", *extra])
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == kept
+        return code, capsys.readouterr().err
+
+    code, err = resume("model.blur=3")
+    assert code == 2 and "model.blur cannot change on --resume" in err
+    code, err = resume("--config", "configs/colorize_demo.yaml")
+    assert code == 2 and "--config does not apply with --resume" in err
+    # Weights without the optimiser's state (published weights, joined halves).
+    weights = {k: v for k, v in ckpt.load(out / "latest.pt").items()
+               if k not in ("optimizer", "scheduler", "step", "checksum", "format", "version")}
+    ckpt.save(weights, out / "latest.pt")
+    kept["latest.pt"] = (out / "latest.pt").read_bytes()
+    code, err = resume()
+    assert code == 2 and "weights only" in err
+
+
+def test_a_probe_folder_is_not_taken_for_a_training_run(tmp_path, capsys):
+    out = tmp_path / "probe"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    assert train(out, iterations=2) == 2
+    assert "linear-probe results" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]

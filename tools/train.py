@@ -12,6 +12,7 @@ config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.p
 
 import argparse
 import collections
+import signal
 import sys
 from pathlib import Path
 
@@ -70,11 +71,29 @@ def main(argv=None):
             hint = (f"move {latest} aside (or choose another run.out) to start anew"
                     if latest.exists() else "start without --resume")
             fatal(f"{err}\nnothing to resume in {run_dir}; {hint}")
+        if not {"config", "optimizer", "step"} <= set(state):
+            fatal(f"{latest} is a checkpoint of weights only (published weights or "
+                  f"tools/join_halves.py output), not of a training run, so there is no "
+                  f"optimiser state to resume; move it aside or choose another run.out")
+        if args.config:
+            fatal("--config does not apply with --resume: the run continues with the config "
+                  f"stored in {latest}; give changes as key=value")
         cfg, new_keys = config_lib.add_new_keys(state["config"], args.task)
-        cfg = config_lib.apply_overrides(cfg, config_lib.parse_overrides(overrides))
+        try:
+            cfg = config_lib.apply_overrides(cfg, config_lib.parse_overrides(overrides))
+        except ValueError as err:
+            fatal(err)
+        changed = sorted(k for k, v in config_lib.flatten(cfg["model"]).items()
+                         if config_lib.flatten(state["config"].get("model", {})).get(k, v) != v)
+        if changed:
+            fatal(f"model.{', model.'.join(changed)} cannot change on --resume (the checkpoint "
+                  f"holds the network it describes); start a new run with another run.out")
     elif latest.exists():
         fatal(f"{run_dir} already holds a run (latest.pt); pass --resume to continue it, or "
               f"choose another directory with run.out=...")
+    elif (run_dir / "results.json").exists() or (run_dir / "heads.pt").exists():
+        fatal(f"{run_dir} holds linear-probe results (tools/probe.py); choose another "
+              f"directory with run.out=...")
     d, o, r = cfg["data"], cfg["optim"], cfg["run"]
     r["world_size"] = ctx.world_size  # recorded; optim.batch_size is the global batch
     device = ctx.device
@@ -84,12 +103,16 @@ def main(argv=None):
     try:
         tasks.check_config(args.task, cfg)
         ckpt.check_writable_folder(run_dir, "run.out")
-        train_set = build_dataset(d["train"], "train", d["crop"], train=True,
+
+        def datasets():
+            return (build_dataset(d["train"], "train", d["crop"], train=True,
                                   length=d["train_length"], root=d["root"],
-                                  download=d["download"], seed=r["seed"])
-        val_set = build_dataset(d["val"], "val", d["val_crop"], train=False,
-                                length=d["val_length"], root=d["root"],
-                                download=d["download"], seed=r["seed"])
+                                  download=d["download"], seed=r["seed"]),
+                    build_dataset(d["val"], "val", d["val_crop"], train=False,
+                                  length=d["val_length"], root=d["root"],
+                                  download=d["download"], seed=r["seed"]))
+        # One process downloads (CIFAR-10, STL-10) while the others wait for its files.
+        train_set, val_set = (distributed.in_turns(datasets) if d["download"] else datasets())
         for dataset in (train_set, val_set):
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()
@@ -196,13 +219,20 @@ def main(argv=None):
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
               f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
+    except OSError as err:  # a full disk or a vanished folder, hours in: say what is safe
+        kept = latest if latest.exists() else "none yet"
+        fatal(f"writing to {run_dir} failed: {err}. Checkpoints are written whole or not at "
+              f"all; the last complete one: {kept}. Free space (or fix {run_dir}), then resume "
+              f"with: python tools/train.py --task {args.task} --resume run.out={run_dir}",
+              log=log, code=6)
     bar.close()
-    if stop.received:
-        log(f"{stop.name}: stopped at step {step} of {o['iterations']}; saved {latest}. "
+    if stop.agreed:  # a signal here, or on another process (torchrun signals one node only)
+        why = stop.name or "a stop signal on another process"
+        log(f"{why}: stopped at step {step} of {o['iterations']}; saved {latest}. "
             f"Resume with: python tools/train.py --task {args.task} --resume "
             f"run.out={run_dir}")
         distributed.close()
-        sys.exit(stop.exit_code)
+        sys.exit(stop.exit_code or StopSignals.CODES[signal.SIGTERM])
     bad, text = health.summary()
     log(f"done: {step} steps; checkpoints in {run_dir}" + (f"; {text}" if bad else ""))
     distributed.close()
