@@ -4,6 +4,7 @@ Most tests run tools/train.py in a subprocess, as a user would, and are marked s
 them all (pytest selects every test unless told ``-m "not slow"``).
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from splitbrain import checkpoint as ckpt
+from tools_util import run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "tools" / "train.py"
@@ -316,3 +318,21 @@ def test_a_validation_folder_where_nothing_is_readable_is_refused_before_any_wor
     result = run([*TINY, f"data.val={data}", f"run.out={out}"])
     assert result.returncode == 2 and "none of the 4 files tried out of 4" in result.stderr
     assert not out.exists()
+
+
+# --- outputs of the other tools: never replaced unasked, never half-written ----------------------
+
+def test_evaluate_json_is_not_replaced_without_overwrite(trained, tmp_path, capsys):
+    mine = tmp_path / "results.json"
+    mine.write_text("my notes")
+    argv = ["--ckpt", trained, "--length", 4, "--device", "cpu", "--json", mine]
+    assert run_tool("evaluate", argv) == 2
+    captured = capsys.readouterr()
+    assert "--json" in captured.err and "pass --overwrite" in captured.err
+    assert "| model |" not in captured.out  # refused before the evaluation, not after it
+    assert mine.read_text() == "my notes"
+    assert run_tool("evaluate", [*argv, "--overwrite"]) == 0
+    assert 0 < json.loads(mine.read_text())["val/model/auc"] <= 100
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left
+    assert run_tool("evaluate", [*argv[:-1], tmp_path]) == 2  # a folder is not a file name
+    assert "is a folder" in capsys.readouterr().err

@@ -71,7 +71,20 @@ def parse_args(argv):
                         help="consistency: largest offset between the two crops, in pixels")
     parser.add_argument("--seed", type=int, default=0, help="consistency: seeds the offsets")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     args = parser.parse_args(argv)
+    if args.json is not None:  # before any work: a refusal after a long pass loses it
+        json_path = Path(args.json)
+        if json_path.is_dir():
+            fatal(f"--json {json_path} is a folder; give a file name such as "
+                  f"{json_path / 'results.json'}")
+        if json_path.exists() and not args.overwrite:
+            fatal(f"--json {json_path} exists; pass --overwrite to replace it, or choose "
+                  f"another file")
+        try:
+            ckpt.check_writable_folder(json_path.parent, "--json")
+        except OSError as err:
+            fatal(err)
     if (args.ckpt is None) == (args.probe is None):
         fatal("give --ckpt FILE (a colorization model) or --probe RUN_DIR (a probe run), "
               "one of the two")
@@ -159,7 +172,11 @@ def print_colour_table(results, extra=None):
 
 
 def write_json(path, results):
-    ckpt.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    """Write ``results`` to ``path`` atomically; a failed write is a message, not a traceback."""
+    try:
+        ckpt.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(results, indent=2)))
+    except OSError as err:
+        fatal(f"could not write --json {path} ({err}); the results are printed above")
 
 
 def probe_consistency(args):
