@@ -336,3 +336,28 @@ def test_evaluate_json_is_not_replaced_without_overwrite(trained, tmp_path, caps
     assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary file left
     assert run_tool("evaluate", [*argv[:-1], tmp_path]) == 2  # a folder is not a file name
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_2afc_lin_weights_are_not_replaced_without_overwrite(tmp_path, capsys):
+    from splitbrain.models import build_model
+
+    torch.manual_seed(0)
+    features = tmp_path / "run" / "latest.pt"
+    features.parent.mkdir()
+    ckpt.save({"task": "splitbrain", "model": {"name": "splitbrain_alexnet_small", "kwargs": {}},
+               "state_dict": build_model("splitbrain_alexnet_small").state_dict(),
+               "config": {}}, features)
+    lin = tmp_path / "lin"
+    argv = ["--features", features, "--layers", "conv1", "--size", 32, "--scale", 48,
+            "--per-kind", 1, "--save-lin", lin]
+    assert run_tool("perceptual_2afc", argv) == 0
+    mine = lin / "run_latest_conv1.lin.pt"
+    mine.write_bytes(b"my own fit")
+    capsys.readouterr()
+    assert run_tool("perceptual_2afc", argv) == 2
+    captured = capsys.readouterr()
+    assert f"exist in --save-lin (e.g. {mine}); pass --overwrite" in captured.err
+    assert "2AFC on" not in captured.out  # refused before the work
+    assert mine.read_bytes() == b"my own fit"
+    assert run_tool("perceptual_2afc", [*argv, "--overwrite"]) == 0
+    assert mine.read_bytes() != b"my own fit"

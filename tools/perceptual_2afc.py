@@ -42,7 +42,8 @@ def parse_args(argv):
     parser.add_argument("--test-photos", default=",".join(twoafc.TEST_PHOTOS),
                         help=f"photos scored (the others fit lin); of {', '.join(SAMPLE_PHOTOS)}")
     parser.add_argument("--out", help="also write the markdown table here")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out and existing --save-lin files")
     parser.add_argument("--save-lin", help="folder for the fitted lin weights (one file per "
                         "checkpoint and layer set)")
     return parser.parse_args(argv)
@@ -88,6 +89,14 @@ def main(argv=None):
         layer_sets = {label: [perceptual.check_layers(model, ls) for ls in
                               (args.layers or [",".join(perceptual.DEFAULT_LAYERS)])]
                       for label, model in nets.items()}
+        if args.save_lin:
+            taken = [Path(args.save_lin) / lin_file_name(label, layers) for label in args.features
+                     for layers in layer_sets[label]]
+            taken = [path for path in taken if path.exists()]
+            if taken and not args.overwrite:
+                raise ValueError(f"{len(taken)} lin weight file(s) exist in --save-lin (e.g. "
+                                 f"{taken[0]}); pass --overwrite to replace them or choose "
+                                 f"another --save-lin folder")
         triplets = twoafc.make_triplets(args.size, args.per_kind, args.seed, args.scale)
     except (ValueError, OSError) as err:  # PerceptualError and CheckpointError included
         fatal(err)
