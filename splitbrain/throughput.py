@@ -110,9 +110,9 @@ def bench_step(net, batch, size, device, precision="fp32", channels_last=False, 
     if channels_last:
         rgb = rgb.contiguous(memory_format=torch.channels_last)
 
-    def step():
+    def step(fn=net_fn):
         with autocast(device, precision):
-            loss, _, pred = objective(net_fn, rgb)
+            loss, _, pred = objective(fn, rgb)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -137,8 +137,8 @@ def bench_step(net, batch, size, device, precision="fp32", channels_last=False, 
 
     outside_s = _timed(outside, device, max(steps, 3), 1)
 
-    with FlopCounterMode(display=False) as counter:
-        step()
+    with FlopCounterMode(display=False) as counter:  # the same FLOPs as the compiled step
+        step(model)
     flops = counter.get_total_flops()
     syncs = -1  # a compiled step is not watched on the CPU (dynamo under the watch's modes)
     if device.type == "cuda" or not compile:
@@ -208,19 +208,28 @@ def bench_loader(crop, batch, workers, batches=20, files=128, device=None):
 
 
 def step_table(results, peak=None):
-    """Markdown table of :class:`StepResult` rows."""
+    """Markdown table of :class:`StepResult` rows (and of failed configurations: strings).
+
+    With the device's bf16 ``peak``, bf16 rows also show their share of it and how far the
+    step is from the network's FLOP bound (step time / (FLOPs / peak); 1.0x is the bound).
+    """
     head = ("| net | precision | channels_last | compile | step ms | images/s | outside network "
             "| TFLOP/s | peak MiB | host syncs |")
     if peak:
-        head += " % of bf16 peak |"
-    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+        head += " % of bf16 peak | x FLOP bound |"
+    columns = head.count("|") - 1
+    rows = [head, "|" + "---|" * columns]
     for r in results:
+        if isinstance(r, str):  # "net precision ...: what failed"
+            rows.append(f"| {r} |" + " |" * (columns - 1))
+            continue
         row = (f"| {r.net} | {r.precision} | {'yes' if r.channels_last else 'no'} | "
                f"{'yes' if r.compiled else 'no'} | {r.step_ms:.1f} | {r.images_per_s:.1f} | "
                f"{100 * r.outside_share:.1f}% | {r.tflops:.3g} | "
                f"{'-' if r.peak_mib != r.peak_mib else f'{r.peak_mib:.0f}'} | "
                f"{'-' if r.syncs < 0 else r.syncs} |")
         if peak:
-            row += f" {100 * r.tflops / peak:.1f}% |"
+            row += (f" {100 * r.tflops / peak:.1f}% | {peak / r.tflops:.2f}x |"
+                    if r.precision == "bf16" and r.tflops > 0 else " - | - |")
         rows.append(row)
     return "\n".join(rows)

@@ -56,3 +56,40 @@ def test_sync_count_of_a_step_that_reads_its_loss():
     assert throughput.count_syncs(lambda: (x * 2).sum(), torch.device("cpu"), [x]) == 0
     assert throughput.count_syncs(lambda: [float(x.sum()), x[x > 0]], torch.device("cpu"),
                                   [x]) == 2
+
+
+def test_a_failing_configuration_is_a_row_and_the_rest_still_run(capsys, tmp_path, monkeypatch):
+    from splitbrain import throughput
+
+    real = throughput.bench_step
+
+    def some_fail(net, batch, size, device, precision, *rest):
+        if precision == "bf16":
+            raise RuntimeError("CUDA out of memory (injected)\nmore lines")
+        return real(net, batch, size, device, precision, *rest)
+
+    monkeypatch.setattr(throughput, "bench_step", some_fail)
+    out = tmp_path / "step.md"
+    run_tool("benchmark", ["--step", "--nets", "eccv16_small", "--batch", "2", "--size", "64",
+                           "--steps", "1", "--warmup", "0", "--channels-last", "no",
+                           "--workers", "0", "--out", out])
+    table = out.read_text()
+    assert "| eccv16_small fp32 channels_last=no" not in table  # measured: a normal row
+    assert "| eccv16_small | fp32 | no | no |" in table
+    failed = [line for line in table.splitlines() if "failed" in line]
+    assert len(failed) == 1 and "RuntimeError: CUDA out of memory (injected)" in failed[0]
+    assert "more lines" not in table
+    assert failed[0].count("|") == table.splitlines()[2].count("|")  # a well-formed row
+    assert "| 0 |" in table  # the loader still measured
+    assert table.strip() in capsys.readouterr().out
+
+
+def test_the_table_shows_the_flop_bound_for_bf16_rows_on_a_known_gpu():
+    from splitbrain import throughput
+
+    rows = [throughput.StepResult("eccv16", p, True, False, 10.0, 3200.0, 0.05, t, 1.0, 0)
+            for p, t in (("fp32", 100.0), ("bf16", 247.25))]
+    table = throughput.step_table(rows, peak=989.0).splitlines()
+    fp32, bf16 = table[2].split("|"), table[3].split("|")
+    assert fp32[-3:-1] == [" - ", " - "]  # a bf16 peak says nothing of an fp32 step
+    assert bf16[-3].strip() == "25.0%" and bf16[-2].strip() == "4.00x"

@@ -42,11 +42,13 @@ def tool_calls(name):
 def test_the_script_parses_and_runs_every_check():
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     train = tool_calls("train")
-    # 300 steps of each task under sync_debug, the GPU-decoding run, and torchrun's.
+    # 200 steps of each task under sync_debug, the GPU-decoding run, and torchrun's (also
+    # under sync_debug: DistributedDataParallel's step must be as clean).
     assert len(train) == 4
-    assert sum("run.sync_debug=true" in c for c in train) == 2
+    assert sum("run.sync_debug=true" in c for c in train) == 3
     assert any("data.decode=gpu" in c for c in train)
-    assert len(tool_calls("benchmark")) == 1
+    # The eager grid, then the compiled bf16 step.
+    assert [("--compile" in c) for c in tool_calls("benchmark")] == [False, True]
 
 
 @pytest.mark.parametrize("call", tool_calls("train"), ids=lambda c: " ".join(c[:2]))
@@ -60,8 +62,8 @@ def test_each_training_command_is_a_valid_config(call):
     tasks.check_config(task, cfg)  # values in range (sizes, precision, sync_debug's rules)
 
 
-def test_the_benchmark_accepts_the_scripts_flags(monkeypatch):
-    (call,) = tool_calls("benchmark")
+@pytest.mark.parametrize("call", tool_calls("benchmark"), ids=lambda c: str("--compile" in c))
+def test_the_benchmark_accepts_the_scripts_flags(monkeypatch, call):
     parsed = {}
 
     class Parsed(Exception):
@@ -76,7 +78,7 @@ def test_the_benchmark_accepts_the_scripts_flags(monkeypatch):
     with pytest.raises(Parsed):
         load_tool("benchmark").main(call)
     args = parsed["args"]
-    assert args.step and args.compile and args.device == "cuda"
+    assert args.step and args.device == "cuda" and args.compile == ("--compile" in call)
 
 
 def test_without_a_gpu_the_script_stops_at_once_saying_so(tmp_path):
@@ -110,6 +112,31 @@ def test_a_failed_check_does_not_stop_the_others_and_the_summary_says_which(tmp_
     rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|", (out / "summary.md").read_text(), re.M))
     assert rows == {"check": "exit status", "step_benchmark": "3", "train_colorize": "0",
                     "train_splitbrain": "0", "torchrun": "skipped: one GPU", "jpeg_folder": "0",
-                    "train_gpu_decode": "0", "gpu_decoded": "1"}
+                    "train_gpu_decode": "0", "gpu_decoded": "1", "step_benchmark_compiled": "3"}
     assert "benchmark broke" in (out / "step_benchmark.log").read_text()
     assert "fell back to the CPU" in (out / "gpu_decoded.log").read_text()
+    report = (out / "report.md").read_text()  # the one file to bring back
+    assert (out / "summary.md").read_text() in report
+    assert "benchmark broke" in report and "fell back to the CPU" in report
+
+
+def test_a_check_past_its_time_is_stopped_and_the_budget_skips_the_rest(tmp_path):
+    """Training hangs: it is cut at what is left of the budget (exit 124), and the checks
+    after it are skipped, not left to run past the lease; the report is still written."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/bin/bash\ncase "$*" in\n'
+                    '  *is_available*) exit 0 ;;\n'
+                    '  *device_count*) echo 1 ;;\n'
+                    '  *tools/train.py*) sleep 100 ;;\n'
+                    '  *) echo "ran: $*" ;;\n'
+                    'esac\n')
+    fake.chmod(0o755)
+    out = tmp_path / "out"
+    run = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True,
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BUDGET_S": "24"},
+                         timeout=60)
+    assert run.returncode == 1
+    rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|", (out / "summary.md").read_text(), re.M))
+    assert rows["train_colorize"] == "124"  # cut at what was left of the budget
+    assert rows["step_benchmark"] == "skipped: out of time"
+    assert (out / "report.md").is_file()

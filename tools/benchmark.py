@@ -156,58 +156,89 @@ def main(argv=None):
 
 
 def step_benchmark(args):
-    """Whole training steps and the loader; a markdown report on stdout (and --out)."""
+    """Whole training steps and the loader; a markdown report on stdout (and --out).
+
+    Each configuration runs on its own: one that fails (out of memory, a compiler error) is a
+    row saying so, and --out is rewritten after every row, so a run cut short keeps what it
+    measured.
+    """
     device = resolve_device(args.device)
     nets = args.nets.split(",")
     size_given = args.size != 176  # the colour benchmark's default: use paper sizes instead
-    results = []
+    peak = throughput.device_peak_tflops(device)
+    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+            else f"{platform.processor() or platform.machine()} CPU")
+    header = (f"{time.strftime('%Y-%m-%d')}, {name}, {os.cpu_count()} cores, "
+              f"{torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch}")
+    results, loader_rows = [], []
+
+    def report():
+        lines = [header, "", throughput.step_table(results, peak), ""]
+        if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+            lines += ["fp32 rows: cuDNN convolutions run in TF32 (PyTorch's default, "
+                      "torch.backends.cudnn.allow_tf32).", ""]
+        measured = [r for r in results if not isinstance(r, str)]
+        fp32 = {r.net: r for r in measured if r.precision == "fp32" and not r.channels_last
+                and not r.compiled}
+        for r in measured:
+            if r.net in fp32 and r is not fp32[r.net]:
+                lines.append(f"- {r.net} {r.precision}"
+                             f"{' channels_last' if r.channels_last else ''}"
+                             f"{' compiled' if r.compiled else ''}: "
+                             f"{fp32[r.net].step_ms / r.step_ms:.2f}x the fp32 step's speed")
+        if loader_rows:
+            lines += ["", f"| loader workers ({crop} px crops of 256 px JPEGs) | images/s | "
+                      f"per core | vs the fastest step ({best_step:.0f} images/s) |",
+                      "|---|---|---|---|", *loader_rows]
+        text = "\n".join(lines)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text + "\n")
+        return text
+
     for net in nets:
         size = args.size if size_given else throughput.PAPER_SIZES.get(net, args.size)
         for precision in args.precisions.split(","):
             for cl in args.channels_last.split(","):
                 for compiled in ([False, True] if args.compile else [False]):
-                    results.append(throughput.bench_step(
-                        net, args.batch, size, device, precision, cl == "yes", compiled,
-                        args.steps, args.warmup))
-                    print(f"  {net} {precision} channels_last={cl} compile={compiled}: "
-                          f"{results[-1].step_ms:.1f} ms", flush=True)
-    peak = throughput.device_peak_tflops(device)
-    name = (torch.cuda.get_device_name(device) if device.type == "cuda"
-            else f"{platform.processor() or platform.machine()} CPU")
-    lines = [f"{time.strftime('%Y-%m-%d')}, {name}, {os.cpu_count()} cores, "
-             f"{torch.get_num_threads()} threads, torch {torch.__version__}, batch {args.batch}",
-             "", throughput.step_table(results, peak), ""]
-    fp32 = {r.net: r for r in results if r.precision == "fp32" and not r.channels_last
-            and not r.compiled}
-    for r in results:
-        if r.net in fp32 and r is not fp32[r.net]:
-            lines.append(f"- {r.net} {r.precision}{' channels_last' if r.channels_last else ''}"
-                         f"{' compiled' if r.compiled else ''}: "
-                         f"{fp32[r.net].step_ms / r.step_ms:.2f}x the fp32 step's speed")
+                    label = f"{net} {precision} channels_last={cl} compile={compiled}"
+                    try:
+                        results.append(throughput.bench_step(
+                            net, args.batch, size, device, precision, cl == "yes", compiled,
+                            args.steps, args.warmup))
+                        print(f"  {label}: {results[-1].step_ms:.1f} ms", flush=True)
+                    except Exception as err:  # noqa: BLE001 - any failure is a row, not the end
+                        results.append(f"{label}: failed: {type(err).__name__}: "
+                                       f"{str(err).splitlines()[0][:200] if str(err) else ''}")
+                        print(f"  {results[-1]}", flush=True)
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+                    report()
     crop = throughput.PAPER_SIZES.get(nets[0], args.size) if not size_given else args.size
-    best_step = max(r.images_per_s for r in results)
-    lines += ["", f"| loader workers ({crop} px crops of 256 px JPEGs) | images/s | per core | "
-              f"vs the fastest step ({best_step:.0f} images/s) |", "|---|---|---|---|"]
-    for w in map(int, args.workers.split(",")):
-        rate = throughput.bench_loader(crop, args.batch, w)
+    best_step = max((r.images_per_s for r in results if not isinstance(r, str)), default=0.0)
+
+    def loader_row(label, workers, **kwargs):
+        try:
+            rate = throughput.bench_loader(crop, args.batch, workers, **kwargs)
+        except Exception as err:  # noqa: BLE001
+            return f"| {label} | - | - | failed: {type(err).__name__}: {err} |"
         verdict = "keeps up" if rate >= best_step else "bounds the run"
-        lines.append(f"| {w} | {rate:.0f} | {rate / max(w, 1):.0f} | {rate / best_step:.2f}x: "
-                     f"{verdict} |")
+        per_core = f"{rate / max(workers, 1):.0f}" if "device" not in kwargs else "-"
+        return (f"| {label} | {rate:.0f} | {per_core} | "
+                f"{rate / best_step if best_step else float('nan'):.2f}x: {verdict} |")
+
+    for w in map(int, args.workers.split(",")):
+        loader_rows.append(loader_row(str(w), w))
+        report()
     if device.type == "cuda":  # data.decode=gpu: nvJPEG in the main process
         why = gpu_decode_problem(device)
         for w in map(int, args.workers.split(",")):
             if why:
-                lines.append(f"| GPU decode | - | - | unavailable: {why} |")
+                loader_rows.append(f"| GPU decode | - | - | unavailable: {why} |")
                 break
-            rate = throughput.bench_loader(crop, args.batch, w, device=device)
-            verdict = "keeps up" if rate >= best_step else "bounds the run"
-            lines.append(f"| {w}, GPU decode | {rate:.0f} | - | {rate / best_step:.2f}x: "
-                         f"{verdict} |")
-    report = "\n".join(lines)
-    print(report)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(report + "\n")
+            loader_rows.append(loader_row(f"{w}, GPU decode", w, device=device))
+            report()
+    print(report())
 
 
 if __name__ == "__main__":
