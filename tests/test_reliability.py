@@ -361,3 +361,26 @@ def test_2afc_lin_weights_are_not_replaced_without_overwrite(tmp_path, capsys):
     assert mine.read_bytes() == b"my own fit"
     assert run_tool("perceptual_2afc", [*argv, "--overwrite"]) == 0
     assert mine.read_bytes() != b"my own fit"
+
+
+def test_join_halves_never_replaces_a_folder_and_reports_a_failed_write(tmp_path, capsys):
+    halves = []
+    for half in ("l2ab", "ab2l"):
+        out = tmp_path / half
+        assert run_tool("train", ["--task", "splitbrain", f"run.out={out}", f"model.half={half}",
+                                  "optim.iterations=1", "data.crop=64", "data.val_crop=64",
+                                  "data.train_length=4", "data.val_length=4",
+                                  "optim.batch_size=4", "run.device=cpu"]) == 0
+        halves.append(out / "latest.pt")
+    folder = tmp_path / "joined"
+    (folder / "notes.txt").parent.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert run_tool("join_halves", [*halves, "-o", folder, "--overwrite"]) == 2
+    assert f"-o {folder} is a folder; give a file name" in capsys.readouterr().err
+    assert (folder / "notes.txt").read_text() == "mine"
+    # A place that cannot be written: a message, not a traceback.
+    assert run_tool("join_halves", [*halves, "-o", "/proc/splitbrain_joined.pt"]) == 2
+    assert "-o /proc: /proc is not writable" in capsys.readouterr().err
+    assert run_tool("join_halves", [*halves, "-o", folder / "joined.pt"]) == 0
+    assert ckpt.load(folder / "joined.pt", task="splitbrain")["model"]["kwargs"]["half"] == "both"

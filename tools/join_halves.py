@@ -35,9 +35,12 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if out.is_dir():  # --overwrite replaces a file, never a folder
+        fatal(f"-o {out} is a folder; give a file name such as {out / 'joined.pt'}")
     if out.exists() and not args.overwrite:
         fatal(f"{out} exists; pass --overwrite to replace it")
     try:
+        ckpt.check_writable_folder(out.parent, "-o")
         loaded = [load_half(p) for p in args.halves]
         names = [s["model"]["kwargs"]["half"] for s, _ in loaded]
         if sorted(names) != ["ab2l", "l2ab"]:
@@ -48,19 +51,22 @@ def main(argv=None):
             raise ValueError(f"the halves come from different models: {first['model']['name']} "
                              f"and {second['model']['name']}")
         model = SplitBrain.from_halves(h1, h2)
-    except (ckpt.CheckpointError, ValueError) as err:
+    except (ckpt.CheckpointError, ValueError, OSError) as err:
         fatal(err)
 
     kwargs = dict(first["model"]["kwargs"], half="both",
                   heads=[h1.head_type, h2.head_type])
     config = copy.deepcopy(first["config"])
     config["model"]["half"], config["model"]["heads"] = "both", kwargs["heads"]
-    ckpt.save({"task": "splitbrain",
-               "model": {"name": first["model"]["name"], "kwargs": kwargs},
-               "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-               "config": config, "step": first["step"] + second["step"],
-               "color": first["color"], "metrics": {},
-               "joined_from": [str(p) for p in args.halves]}, out)
+    try:
+        ckpt.save({"task": "splitbrain",
+                   "model": {"name": first["model"]["name"], "kwargs": kwargs},
+                   "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                   "config": config, "step": first["step"] + second["step"],
+                   "color": first["color"], "metrics": {},
+                   "joined_from": [str(p) for p in args.halves]}, out)
+    except OSError as err:  # atomic: nothing half-written is left at -o
+        fatal(f"could not write -o {out} ({err}); free some space or choose another -o")
     print(f"joined {args.halves[0]} and {args.halves[1]} into {out}")
 
 
