@@ -8,8 +8,8 @@ sees the same crops either way (pixel values differ only by the decoders' roundi
 
 Files the GPU does not take stay on the CPU path, so nothing changes for them:
 
-- files that are not baseline RGB or grey JPEGs (PNG, CMYK JPEG, ...) are decoded by the
-  worker with :func:`splitbrain.images.load_rgb` and cropped there, as without this option;
+- files that are not baseline RGB or grey JPEGs (PNG, CMYK JPEG, ...), and JPEGs stored
+  rotated (an EXIF orientation), are decoded by the worker with :func:`splitbrain.images.load_rgb` and cropped there, as without this option;
 - a JPEG that nvJPEG refuses (truncated, corrupt) is read again on the CPU by the dataset,
   which skips and counts it if it is unreadable there too (see :mod:`splitbrain.data_health`).
 
@@ -31,6 +31,9 @@ from .loaders import SeededSamples, StepBatches, seeded
 DECODES = ("cpu", "gpu")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _GPU_MODES = ("RGB", "L")  # JPEG colour modes nvJPEG decodes to RGB like PIL does
+# torchvision's CUDA decode_jpeg ignores apply_exif_orientation (0.26), so a photo stored
+# rotated (EXIF orientation other than 1) stays on the CPU path, which turns it upright.
+_EXIF_ORIENTATION = 0x0112
 
 
 def choose_decode(requested, dataset, device):
@@ -84,7 +87,8 @@ def _read_gpu_jpeg(path):
             data = _JPEG_MAGIC + f.read()
         with Image.open(io.BytesIO(data)) as img:  # the header only
             ok = img.format == "JPEG" and img.mode in _GPU_MODES \
-                and img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf"))
+                and img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf")) \
+                and img.getexif().get(_EXIF_ORIENTATION, 1) == 1
     except Exception:  # noqa: BLE001 - missing, unreadable, a bad header: the CPU path reports it
         return None
     return data if ok else None
