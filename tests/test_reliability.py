@@ -6,6 +6,7 @@ them all (pytest selects every test unless told ``-m "not slow"``).
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -384,3 +385,23 @@ def test_join_halves_never_replaces_a_folder_and_reports_a_failed_write(tmp_path
     assert "-o /proc: /proc is not writable" in capsys.readouterr().err
     assert run_tool("join_halves", [*halves, "-o", folder / "joined.pt"]) == 0
     assert ckpt.load(folder / "joined.pt", task="splitbrain")["model"]["kwargs"]["half"] == "both"
+
+
+def test_serve_on_a_port_in_use_names_the_port_option(trained):
+    pytest.importorskip("gradio")
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, str(ROOT / "tools" / "serve.py"), "--ckpt",
+                                 str(trained), "--port", str(port)],
+                                env=dict(env(), GRADIO_ANALYTICS_ENABLED="False",
+                                         HF_HUB_OFFLINE="1"),
+                                cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert f"cannot listen on 127.0.0.1 port {port}: the port is in use" in result.stderr
+    assert "choose another with --port" in result.stderr and "Traceback" not in result.stderr
+    workdir = re.search(r"uploads and results in (\S+)", result.stdout).group(1)
+    assert not Path(workdir).exists()  # the temporary folder is still removed

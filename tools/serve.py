@@ -93,10 +93,17 @@ def main(argv=None):
         print(f"uploads and results in {workdir} (removed at exit)", flush=True)
         blocks = web.build_page(page)
         blocks.queue(default_concurrency_limit=1)
-        blocks.launch(server_name=args.host, server_port=args.port, share=False,
-                      max_file_size=limits.max_bytes, allowed_paths=[str(workdir)],
-                      ssr_mode=False, footer_links=[], pwa=False, mcp_server=False,
-                      show_error=True, inbrowser=False)
+        try:
+            blocks.launch(server_name=args.host, server_port=args.port, share=False,
+                          max_file_size=limits.max_bytes, allowed_paths=[str(workdir)],
+                          ssr_mode=False, footer_links=[], pwa=False, mcp_server=False,
+                          show_error=True, inbrowser=False)
+        except OSError as err:
+            if "empty port" not in str(err):  # gradio's words for any failed bind
+                fatal(f"cannot start the server: {err}")
+            fatal(f"cannot listen on {args.host} port {args.port}: the port is in use (or the "
+                  f"address is not this machine's); choose another with --port, e.g. --port "
+                  f"{args.port + 1 if args.port < 65535 else 7860}")
     except KeyboardInterrupt:
         pass
     finally:
