@@ -1,6 +1,7 @@
 """Colorizing photos: full resolution kept, every input mode, folders, refusals, ECCV16 weights."""
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,33 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(trained, tmp_pat
     assert run_tool("colorize", [tmp_path / "p.png", "--ckpt", trained, "-o",
                                  "/proc/splitbrain_out"]) == 2
     assert "is not writable" in capsys.readouterr().err
+
+
+def test_a_photo_too_large_for_memory_fails_alone_and_the_others_are_colorized(trained,
+                                                                             tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "in").mkdir()
+    photo((40, 30)).save(tmp_path / "in" / "a_small.png")
+    photo((48, 36)).save(tmp_path / "in" / "c_small.png")
+    # 4 x 40000 px: its working size at --size 64 is 64 x 640000, gigabytes of activations.
+    photo((40000, 4)).save(tmp_path / "in" / "b_strip.png")
+    script = tmp_path / "limited.py"
+    script.write_text(
+        "import resource, runpy, sys\n"
+        "import torch, PIL.Image, splitbrain.colorize  # imported before the limit\n"
+        "vm = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize')).split()[1])\n"
+        "limit = vm * 1024 + 1024 ** 3  # 1 GiB more address space than now: a real OOM\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
+        f"sys.argv = ['colorize.py', {str(tmp_path / 'in')!r}, '--ckpt', {str(trained)!r},"
+        f" '-o', {str(tmp_path / 'out')!r}, '--size', '64', '--device', 'cpu']\n"
+        f"runpy.run_path({str(ROOT / 'tools' / 'colorize.py')!r}, run_name='__main__')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert re.search(r"b_strip.png: could not colorize \(.*\); a photo this large or elongated "
+                     r"may fit with a smaller --size", result.stderr), result.stderr[-2000:]
+    assert "colorized 2 of 3 image(s)" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_small.png", "c_small.png"]

@@ -96,6 +96,18 @@ def collect(inputs, out_dir, fmt):
     return jobs
 
 
+def colorize_batch(images, colorizer, side_by_side):
+    """(H, W, 3) uint8 arrays of same-size PIL images, colorized in one forward pass."""
+    rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+                       for img in images])  # uint8: 1 byte a channel, not 4
+    result = colorize_tensor(rgb, colorizer)
+    if not side_by_side:
+        return [to_hwc(out) for out in result]
+    greys = colorize_tensor(rgb, colorizer, grey=True)
+    return [np.concatenate([to_hwc(grey), to_hwc(out)], axis=1)
+            for grey, out in zip(greys, result)]
+
+
 def save_image(array, path):
     """Write atomically so an interrupted run never leaves a half-written photo."""
     img = Image.fromarray(array)
@@ -134,25 +146,35 @@ def main(argv=None):
         by_size = {}
         for item in loaded:
             by_size.setdefault(item[2].size, []).append(item)
-        for group in by_size.values():
-            rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-                               for _, _, img in group])  # uint8: 1 byte a channel, not 4
+        batches = list(by_size.values())
+        while batches:
+            batch = batches.pop(0)
             try:
-                result = colorize_tensor(rgb, colorizer)
+                arrays = colorize_batch([img for _, _, img in batch], colorizer,
+                                        args.side_by_side)
             except ValueError as err:  # a broken model: every photo would come out wrong
                 fatal(f"{args.ckpt}: {err}")
-            greys = colorize_tensor(rgb, colorizer, grey=True) if args.side_by_side else result
-            for (src, dst, _), grey, out in zip(group, greys, result):
-                array = to_hwc(out)
-                if args.side_by_side:
-                    array = np.concatenate([to_hwc(grey), array], axis=1)
+            except (RuntimeError, MemoryError) as err:  # out of memory, most often
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                if len(batch) > 1:  # each photo alone may fit
+                    batches[:0] = [[item] for item in batch]
+                    continue
+                src = batch[0][0]
+                why = (f"could not colorize ({str(err).splitlines()[0]}); a photo this large "
+                       f"or elongated may fit with a smaller --size")
+                failed.append((src, why))
+                tqdm.write(f"error: {src}: {why}", file=sys.stderr)
+                bar.update(1)
+                continue
+            for (src, dst, _), array in zip(batch, arrays):
                 save_image(array, dst)
                 done += 1
                 bar.update(1)
     bar.close()
     print(f"colorized {done} of {len(jobs)} image(s) into {out_dir}")
     if failed:
-        print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
+        print(f"{len(failed)} input(s) could not be read or colorized:", file=sys.stderr)
         for src, why in failed:
             print(f"  {src}: {why}", file=sys.stderr)
         sys.exit(1)
