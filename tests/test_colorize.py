@@ -312,8 +312,9 @@ def test_a_photo_too_large_for_memory_fails_alone_and_the_others_are_colorized(t
     script.write_text(
         "import resource, runpy, sys\n"
         "import torch, PIL.Image, splitbrain.colorize  # imported before the limit\n"
-        "vm = int(next(l for l in open('/proc/self/status') if l.startswith('VmSize')).split()[1])\n"
-        "limit = vm * 1024 + 1024 ** 3  # 1 GiB more address space than now: a real OOM\n"
+        "status = open('/proc/self/status').read()\n"
+        "vm_kib = int(status.split('VmSize:')[1].split()[0])\n"
+        "limit = vm_kib * 1024 + 1024 ** 3  # 1 GiB more address space than now: a real OOM\n"
         "resource.setrlimit(resource.RLIMIT_AS, (limit, limit))\n"
         f"sys.argv = ['colorize.py', {str(tmp_path / 'in')!r}, '--ckpt', {str(trained)!r},"
         f" '-o', {str(tmp_path / 'out')!r}, '--size', '64', '--device', 'cpu']\n"

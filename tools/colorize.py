@@ -167,7 +167,7 @@ def main(argv=None):
                 tqdm.write(f"error: {src}: {why}", file=sys.stderr)
                 bar.update(1)
                 continue
-            for (src, dst, _), array in zip(batch, arrays):
+            for (_, dst, _), array in zip(batch, arrays):
                 save_image(array, dst)
                 done += 1
                 bar.update(1)
