@@ -458,3 +458,28 @@ def test_unreadable_files_are_skipped_counted_and_an_unreadable_folder_refused(t
     assert run_tool("probe", [*argv, "--out", tmp_path / "run2"]) == 2
     assert "none of the 6 files tried out of 6 could be read" in capsys.readouterr().err
     assert not (tmp_path / "run2").exists()
+
+
+def test_probe_evaluation_uses_one_set_of_heads_across_ranks(sample, monkeypatch):
+    """Each rank's heads normalise their own slices; evaluation (mid-run and final) must first
+    average the running statistics over ranks, so every rank scores the same heads."""
+    from splitbrain import distributed
+    from splitbrain.probe import solver_sgd
+
+    _, val, num_classes = sample
+    encoder = FrozenEncoder(make_model("alexnet_colorization_small"), "conv2")
+    heads = build_heads(encoder.dims, num_classes)
+    averaged = []
+
+    def average_(tensors):  # a two-rank world whose other rank has zero statistics
+        averaged.extend(tensors)
+        for t in tensors:
+            t.div_(2)
+    monkeypatch.setattr(distributed, "average_", average_)
+    for b in heads.buffers():
+        if b.is_floating_point():
+            b.fill_(4.0)
+    solver_sgd.evaluate_probes(encoder, heads, torch.utils.data.Subset(val, range(4)), 4)
+    floats = [b for b in heads.buffers() if b.is_floating_point()]
+    assert floats and {id(b) for b in averaged} == {id(b) for b in floats}
+    assert all(torch.all(b == 2.0) for b in floats)

@@ -110,6 +110,9 @@ def evaluate_probes(encoder, heads, dataset, batch_size=256, workers=0):
     Returns:
         {layer: {"top1": %, "top5": %}}.
     """
+    # In a distributed run each rank's heads normalised their own slices: one set of heads is
+    # evaluated, with the running statistics averaged over ranks (as saved at the end).
+    distributed.average_([b for b in heads.buffers() if b.is_floating_point()])
     was_training = heads.training
     heads.eval()  # the heads' BatchNorm uses its running statistics
     device = encoder.device
@@ -117,7 +120,8 @@ def evaluate_probes(encoder, heads, dataset, batch_size=256, workers=0):
     count = 0
     shard = eval_loader(dataset, batch_size, workers, rank=distributed.rank(),
                         world_size=distributed.world_size())
-    for rgb, labels in tqdm(shard, desc="probe eval", leave=False, disable=None):
+    for rgb, labels in tqdm(shard, desc="probe eval", leave=False,
+                            disable=None if distributed.rank() == 0 else True):
         labels = labels.to(device)
         features = encoder(rgb.to(device))
         for name, head in heads.items():
