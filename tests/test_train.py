@@ -177,8 +177,8 @@ def test_resume_refuses_what_it_cannot_continue_before_writing_anything(tmp_path
 
     code, err = resume("model.blur=3")
     assert code == 2 and "model.blur cannot change on --resume" in err
-    code, err = resume("--config", "configs/colorize_demo.yaml")
-    assert code == 2 and "--config does not apply with --resume" in err
+    code, err = resume("--config", "configs/colorize_demo.yaml", "model.blur=3")
+    assert code == 2 and "model.blur cannot change on --resume" in err
     # Weights without the optimiser's state (published weights, joined halves).
     weights = {k: v for k, v in ckpt.load(out / "latest.pt").items()
                if k not in ("optimizer", "scheduler", "step", "checksum", "format", "version")}
@@ -195,3 +195,23 @@ def test_a_probe_folder_is_not_taken_for_a_training_run(tmp_path, capsys):
     assert train(out, iterations=2) == 2
     assert "linear-probe results" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_resume_with_a_config_file_continues_with_that_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, iterations=2) == 0
+    assert run_tool("train", ["--task", "colorize", "--resume", "--config",
+                              "configs/colorize_demo.yaml", f"run.out={out}",
+                              "optim.iterations=3", *TINY, "data.val_length=4"]) == 0
+    log = (out / "train.log").read_text()
+    assert "resumed with data.val_length = 4 (was 8)" in log
+    assert ckpt.load(out / "latest.pt")["config"]["data"]["val_length"] == 4
+
+
+def test_auto_resume_starts_anew_then_continues(tmp_path):
+    out = tmp_path / "run"
+    assert train(out, "--auto-resume", iterations=2) == 0  # nothing there yet: a new run
+    assert "resumed from" not in (out / "train.log").read_text()
+    assert train(out, "--auto-resume", iterations=4) == 0  # the same command line goes on
+    assert "resumed from" in (out / "train.log").read_text()
+    assert ckpt.load(out / "latest.pt")["step"] == 4

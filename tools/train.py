@@ -5,6 +5,7 @@
     python tools/train.py --task colorize --config configs/colorize_eccv16_imagenet.yaml \
         data.train=/data/imagenet/train data.val=/data/imagenet/val
     python tools/train.py --task colorize --resume run.out=runs/colorize_demo
+    torchrun --max-restarts=3 ... tools/train.py --auto-resume ...  # restarts continue the run
 
 Any config key can be overridden as key=value (or --key value). Outputs go to run.out:
 config.yaml, train.log, TensorBoard events (tensorboard --logdir runs), latest.pt, best.pt.
@@ -39,6 +40,10 @@ def parse_args(argv):
     parser.add_argument("--config", help="YAML file (default: configs/<task>_demo.yaml)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in run.out from its latest checkpoint")
+    parser.add_argument("--auto-resume", action="store_true",
+                        help="resume when run.out holds a checkpoint, else start anew: one "
+                             "command line for the first start and every restart (torchrun "
+                             "--max-restarts, requeued cluster jobs)")
     parser.add_argument("--device", help="shorthand for run.device=...")
     parser.add_argument("--half", choices=["both", "l2ab", "ab2l"],
                         help="splitbrain: shorthand for model.half=... (train one half alone)")
@@ -63,8 +68,8 @@ def main(argv=None):
     latest = run_dir / "latest.pt"
 
     # --- resume or start -------------------------------------------------------------------
-    state = None
-    if args.resume:
+    state, new_keys, changes = None, [], []
+    if args.resume or (args.auto_resume and latest.exists()):
         try:
             state = ckpt.load(latest, task=args.task)
         except ckpt.CheckpointError as err:
@@ -75,14 +80,19 @@ def main(argv=None):
             fatal(f"{latest} is a checkpoint of weights only (published weights or "
                   f"tools/join_halves.py output), not of a training run, so there is no "
                   f"optimiser state to resume; move it aside or choose another run.out")
-        if args.config:
-            fatal("--config does not apply with --resume: the run continues with the config "
-                  f"stored in {latest}; give changes as key=value")
-        cfg, new_keys = config_lib.add_new_keys(state["config"], args.task)
-        try:
-            cfg = config_lib.apply_overrides(cfg, config_lib.parse_overrides(overrides))
-        except ValueError as err:
-            fatal(err)
+        stored, added = config_lib.add_new_keys(state["config"], args.task)
+        if not args.config:
+            new_keys = added  # the run's own config, with the key=value changes given now
+            try:
+                cfg = config_lib.apply_overrides(stored, config_lib.parse_overrides(overrides))
+            except ValueError as err:
+                fatal(err)
+        # With --config, the config given now (file and key=value) is the run's from here on.
+        before = config_lib.flatten(stored)
+        changes = [f"resumed with {k} = {v!r} (was {before.get(k)!r})"
+                   for k, v in config_lib.flatten(cfg).items()
+                   if k in before and before[k] != v and k != "run.world_size"
+                   and not k.startswith("optim.")]  # optim changes are logged where applied
         changed = sorted(k for k, v in config_lib.flatten(cfg["model"]).items()
                          if config_lib.flatten(state["config"].get("model", {})).get(k, v) != v)
         if changed:
@@ -171,6 +181,8 @@ def main(argv=None):
         if new_keys:
             log(f"config keys added since this run started, at their defaults: "
                 f"{', '.join(new_keys)}")
+        for line in changes:
+            log(line)
 
     def save(name, at_step, metrics):
         # A diverged run can keep a finite loss while its weights blow up: never save those.
