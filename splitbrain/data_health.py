@@ -49,12 +49,13 @@ class DataHealth:
         self._elsewhere = None
 
     def counts(self):
-        """{reason: files}, over every rank's marks as of the last :meth:`__call__`."""
+        """{reason: files}; in a distributed run, over every rank's marks as of the last
+        :meth:`__call__` (the same numbers on every rank)."""
         marks = getattr(self.dataset, "_unreadable", None)
         if marks is None:
             return {}
-        if self._elsewhere is not None:
-            marks = torch.maximum(marks, self._elsewhere)
+        if self._elsewhere is not None:  # the gathered snapshot alone: loader workers may
+            marks = self._elsewhere       # mark more files since, on some ranks only
         codes = torch.bincount(marks.long(), minlength=len(SKIP_REASONS)).tolist()
         return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
 

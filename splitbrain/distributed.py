@@ -64,24 +64,27 @@ def init(device="auto", timeout_minutes=30):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
                                 timeout=datetime.timedelta(minutes=timeout_minutes))
-    global _HOST_GROUP
+    global _HOST_GROUP, _PATIENT_GROUP
     _HOST_GROUP = (dist.new_group(backend="gloo", timeout=datetime.timedelta(
         minutes=timeout_minutes)) if dist.get_backend() != "gloo" else None)
+    # For waiting on one process's long work (a dataset download): hours, not minutes.
+    _PATIENT_GROUP = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=12))
     return Context(dist.get_rank(), dist.get_world_size(), local_rank, device)
 
 
 # Collectives of host values (stop votes, unreadable-file marks) go through gloo, so that they
 # never touch the GPU's stream: the default group under gloo, a gloo side group under NCCL.
 _HOST_GROUP = None
+_PATIENT_GROUP = None
 
 
 def close():
     """Leave the process group, after every rank has arrived (rank 0 may still be saving)."""
-    global _HOST_GROUP
+    global _HOST_GROUP, _PATIENT_GROUP
     if dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-    _HOST_GROUP = None
+    _HOST_GROUP = _PATIENT_GROUP = None
 
 
 def _active():
@@ -110,10 +113,10 @@ def in_turns(fn):
         return fn()
     first, local_first = dist.get_rank() == 0, int(os.environ.get("LOCAL_RANK", "0")) == 0
     out = fn() if first else None
-    dist.barrier()
+    dist.barrier(group=_PATIENT_GROUP)  # a download may take longer than the usual timeout
     if local_first and not first:
         out = fn()
-    dist.barrier()
+    dist.barrier(group=_PATIENT_GROUP)
     return fn() if not local_first else out
 
 

@@ -4,7 +4,7 @@ import re
 
 import torch
 
-from tools_util import run_tool
+from tools_util import load_tool, run_tool
 
 
 def test_benchmark_prints_both_pipelines_and_the_ratios(capsys):
@@ -70,9 +70,10 @@ def test_a_failing_configuration_is_a_row_and_the_rest_still_run(capsys, tmp_pat
 
     monkeypatch.setattr(throughput, "bench_step", some_fail)
     out = tmp_path / "step.md"
-    run_tool("benchmark", ["--step", "--nets", "eccv16_small", "--batch", "2", "--size", "64",
-                           "--steps", "1", "--warmup", "0", "--channels-last", "no",
-                           "--workers", "0", "--out", out])
+    code = load_tool("benchmark").main([
+        "--step", "--nets", "eccv16_small", "--batch", "2", "--size", "64", "--steps", "1",
+        "--warmup", "0", "--channels-last", "no", "--workers", "0", "--out", str(out)])
+    assert code == 1  # a failed configuration fails the run (gpu_check.sh's summary says so)
     table = out.read_text()
     assert "| eccv16_small fp32 channels_last=no" not in table  # measured: a normal row
     assert "| eccv16_small | fp32 | no | no |" in table

@@ -14,7 +14,7 @@ from skimage import data as skdata
 from splitbrain import checkpoint as ckpt
 from splitbrain import color
 from splitbrain.colorize import Colorizer, colorize, colorizer_from_checkpoint, load_colorizer
-from tools_util import run_tool
+from tools_util import load_tool, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -327,3 +327,19 @@ def test_a_photo_too_large_for_memory_fails_alone_and_the_others_are_colorized(t
                      r"may fit with a smaller --size", result.stderr), result.stderr[-2000:]
     assert "colorized 2 of 3 image(s)" in result.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_small.png", "c_small.png"]
+
+
+def test_a_failure_that_is_not_memory_is_not_blamed_on_the_photo(trained, tmp_path, monkeypatch):
+    """Only running out of memory is reported per photo; any other error is a real bug and
+    surfaces (with its traceback) instead of a misleading 'too large' for every photo."""
+    tool = load_tool("colorize")
+    photo((40, 30)).save(tmp_path / "a.png")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (injected)")
+    monkeypatch.setattr(tool, "colorize_batch", broken)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        tool.main([str(tmp_path / "a.png"), "--ckpt", str(trained), "-o",
+                   str(tmp_path / "out"), "--device", "cpu"])
+    assert tool.out_of_memory(MemoryError()) and tool.out_of_memory(RuntimeError(
+        "DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))

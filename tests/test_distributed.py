@@ -319,10 +319,12 @@ def test_validation_with_fewer_images_than_processes(tmp_path):
     assert val_loss(tmp_path / "two") == pytest.approx(val_loss(tmp_path / "one"), rel=1e-3)
 
 
-def test_torchrun_restarts_continue_the_run_with_auto_resume(tmp_path):
-    """torchrun --max-restarts restarts every worker with the same command line after one
-    fails; with --auto-resume they continue from latest.pt and end where one process ends."""
+def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
+    """A worker is lost mid-run and the job is started again with the very same command line
+    (what torchrun --max-restarts and a requeued cluster job do): with --auto-resume it
+    continues from latest.pt and ends where one uninterrupted process ends."""
     wrapper = tmp_path / "crash_once.py"
+    marker = tmp_path / "crashed"
     wrapper.write_text(
         "import importlib.util, os, sys\n"
         f"spec = importlib.util.spec_from_file_location('train', {str(TRAIN)!r})\n"
@@ -330,24 +332,26 @@ def test_torchrun_restarts_continue_the_run_with_auto_resume(tmp_path):
         "real, calls = train.engine.train_step, [0]\n"
         "def crash_once(*args, **kwargs):\n"
         "    calls[0] += 1\n"
-        "    if os.environ['TORCHELASTIC_RESTART_COUNT'] == '0' and os.environ['RANK'] == '1' \\\n"
-        "            and calls[0] == 5:\n"
+        f"    first = not os.path.exists({str(marker)!r})\n"
+        "    if os.environ['RANK'] == '1' and calls[0] == 5 and first:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
         "        os._exit(9)  # a worker lost mid-run, after the checkpoint of step 4\n"
         "    return real(*args, **kwargs)\n"
         "train.engine.train_step = crash_once\n"
         "train.main(sys.argv[1:])\n")
     args = [*TINY, "optim.iterations=7", "run.val_every=1000", "run.ckpt_every=4"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "--max-restarts=1", str(wrapper), "--auto-resume", *args,
-           f"run.out={tmp_path / 'elastic'}"]
-    run = subprocess.run(cmd, env=env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    log = (tmp_path / "elastic" / "train.log").read_text()
-    assert "resumed from" in log and "at step 4" in log  # the restart continued the run
+    command = ["--auto-resume", *args, f"run.out={tmp_path / 'restarted'}"]
+    first = torchrun(command, script=wrapper, timeout=200)
+    assert first.returncode != 0 and marker.exists()  # the lost worker ended the job
+    assert ckpt.load(tmp_path / "restarted" / "latest.pt")["step"] == 4
+    again = torchrun(command, script=wrapper, timeout=200)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (tmp_path / "restarted" / "train.log").read_text()
+    assert "resumed from" in log and "at step 4" in log
     one = single([*args, f"run.out={tmp_path / 'one'}"])
     assert one.returncode == 0, one.stderr[-3000:]
-    assert ckpt.load(tmp_path / "elastic" / "latest.pt")["step"] == 7
-    assert max_diff(weights(tmp_path / "elastic" / "latest.pt"),
+    assert ckpt.load(tmp_path / "restarted" / "latest.pt")["step"] == 7
+    assert max_diff(weights(tmp_path / "restarted" / "latest.pt"),
                     weights(tmp_path / "one" / "latest.pt")) < 1e-5
 
 

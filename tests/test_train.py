@@ -215,3 +215,18 @@ def test_auto_resume_starts_anew_then_continues(tmp_path):
     assert train(out, "--auto-resume", iterations=4) == 0  # the same command line goes on
     assert "resumed from" in (out / "train.log").read_text()
     assert ckpt.load(out / "latest.pt")["step"] == 4
+
+
+def test_a_run_folder_that_cannot_be_written_at_the_start_is_a_message(tmp_path, monkeypatch,
+                                                                       capsys):
+    import errno
+
+    from splitbrain import config as config_lib
+
+    def full(cfg, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(config_lib, "save", full)
+    assert train(tmp_path / "run", iterations=2) == 6
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "none was written yet" in err
+    assert "--resume" not in err  # nothing to resume: start again

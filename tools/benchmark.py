@@ -27,6 +27,7 @@ decoded on the GPU (data.decode=gpu).
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -239,7 +240,12 @@ def step_benchmark(args):
             loader_rows.append(loader_row(f"{w}, GPU decode", w, device=device))
             report()
     print(report())
+    failed = sum(isinstance(r, str) for r in results) + sum("failed:" in r for r in loader_rows)
+    if failed:
+        print(f"{failed} configuration(s) failed: see the rows above", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

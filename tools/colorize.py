@@ -154,7 +154,9 @@ def main(argv=None):
                                         args.side_by_side)
             except ValueError as err:  # a broken model: every photo would come out wrong
                 fatal(f"{args.ckpt}: {err}")
-            except (RuntimeError, MemoryError) as err:  # out of memory, most often
+            except (RuntimeError, MemoryError) as err:
+                if not out_of_memory(err):  # another failure: not a photo's fault
+                    raise
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 if len(batch) > 1:  # each photo alone may fit
@@ -178,6 +180,13 @@ def main(argv=None):
         for src, why in failed:
             print(f"  {src}: {why}", file=sys.stderr)
         sys.exit(1)
+
+
+def out_of_memory(err):
+    """Whether ``err`` is running out of memory (host or GPU), not some other failure."""
+    text = str(err)
+    return isinstance(err, (MemoryError, torch.cuda.OutOfMemoryError)) or \
+        "out of memory" in text or "can't allocate memory" in text
 
 
 if __name__ == "__main__":

@@ -135,12 +135,15 @@ def main(argv=None):
     results, heads = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
 
     # --- report ----------------------------------------------------------------------------------
+    for dataset in (train_set, val_set):  # every rank's unreadable files, for rank 0's count
+        if getattr(dataset, "_unreadable", None) is not None:
+            distributed.host_max_(dataset._unreadable)
     if ctx.is_main:
         writer.close()
         table = format_table(results)
         print(table, flush=True)
         log("results:\n" + table)
-        # Folders skip files they cannot decode (this process's count, loader workers included).
+        # Folders skip files they cannot decode (every rank's, loader workers included).
         skipped = {split: dataset.skip_counts() for split, dataset in
                    (("train", train_set), ("val", val_set)) if hasattr(dataset, "skip_counts")}
         for split, counts in skipped.items():

@@ -69,7 +69,8 @@ def main(argv=None):
 
     # --- resume or start -------------------------------------------------------------------
     state, new_keys, changes = None, [], []
-    if args.resume or (args.auto_resume and latest.exists()):
+    # --auto-resume: rank 0 decides for all (each node may see its own disk).
+    if args.resume or (args.auto_resume and distributed.from_main(latest.exists)):
         try:
             state = ckpt.load(latest, task=args.task)
         except ckpt.CheckpointError as err:
@@ -144,12 +145,25 @@ def main(argv=None):
     except (ValueError, RuntimeError) as err:
         fatal(err)
 
+    def write_failed(err):
+        if latest.exists():
+            then = (f"the last complete one: {latest}. Free space (or fix {run_dir}), then "
+                    f"resume with: python tools/train.py --task {args.task} --resume "
+                    f"run.out={run_dir}")
+        else:
+            then = f"none was written yet. Free space (or fix {run_dir}) and start again"
+        fatal(f"writing to {run_dir} failed: {err}. Checkpoints are written whole or not at "
+              f"all; {then}", log=log, code=6)
+
     # --- run folder: rank 0 writes for the run ---------------------------------------------
     distributed.barrier()  # every rank has passed every check
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(cfg, run_dir / "config.yaml")
-        log.attach(run_dir / "train.log")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config_lib.save(cfg, run_dir / "config.yaml")
+            log.attach(run_dir / "train.log")
+        except OSError as err:
+            write_failed(err)
         stale = ckpt.remove_stale_temp_files(run_dir)
         if stale:
             log(f"removed {len(stale)} temp file(s) left by a killed save: {', '.join(stale)}")
@@ -199,7 +213,10 @@ def main(argv=None):
         train_model = distributed.wrap(model, ctx, r["sync_bn"])
     except ValueError as err:
         fatal(err)
-    writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
+    try:
+        writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
+    except OSError as err:
+        write_failed(err)
     bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step",
                disable=None if ctx.is_main else True, dynamic_ncols=True)
     image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
@@ -232,11 +249,7 @@ def main(argv=None):
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
               f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
     except OSError as err:  # a full disk or a vanished folder, hours in: say what is safe
-        kept = latest if latest.exists() else "none yet"
-        fatal(f"writing to {run_dir} failed: {err}. Checkpoints are written whole or not at "
-              f"all; the last complete one: {kept}. Free space (or fix {run_dir}), then resume "
-              f"with: python tools/train.py --task {args.task} --resume run.out={run_dir}",
-              log=log, code=6)
+        write_failed(err)
     bar.close()
     if stop.agreed:  # a signal here, or on another process (torchrun signals one node only)
         why = stop.name or "a stop signal on another process"
