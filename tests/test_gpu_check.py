@@ -133,7 +133,8 @@ def test_a_check_past_its_time_is_stopped_and_the_budget_skips_the_rest(tmp_path
     fake.chmod(0o755)
     out = tmp_path / "out"
     run = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BUDGET_S": "24"},
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BUDGET_S": "5",
+                              "MIN_CHECK_S": "2"},
                          timeout=60)
     assert run.returncode == 1
     rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|", (out / "summary.md").read_text(), re.M))
