@@ -95,21 +95,29 @@ def _python():
     return sys.executable
 
 
-def test_a_failed_check_does_not_stop_the_others_and_the_summary_says_which(tmp_path):
-    """A stand-in interpreter claims a GPU; the benchmark fails and the GPU decoding falls back."""
+def run_with_stand_in(tmp_path, case, **env):
+    """Run the script with a stand-in interpreter that claims one GPU; ``case`` is one more
+    bash case line (what a command matching it does); other commands just succeed."""
     fake = tmp_path / "python"
     fake.write_text('#!/bin/bash\ncase "$*" in\n'
                     '  *is_available*) exit 0 ;;\n'
                     '  *device_count*) echo 1 ;;\n'
-                    '  *tools/benchmark.py*) echo "benchmark broke"; exit 3 ;;\n'
+                    f'  {case}\n'
                     '  *) echo "ran: $*" ;;\n'
                     'esac\n')
     fake.chmod(0o755)
     out = tmp_path / "out"
     run = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake)}, timeout=60)
-    assert run.returncode == 1
+                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake), **env}, timeout=60)
     rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|", (out / "summary.md").read_text(), re.M))
+    return run, out, rows
+
+
+def test_a_failed_check_does_not_stop_the_others_and_the_summary_says_which(tmp_path):
+    """A stand-in interpreter claims a GPU; the benchmark fails and the GPU decoding falls back."""
+    run, out, rows = run_with_stand_in(
+        tmp_path, '*tools/benchmark.py*) echo "benchmark broke"; exit 3 ;;')
+    assert run.returncode == 1
     assert rows == {"check": "exit status", "step_benchmark": "3", "train_colorize": "0",
                     "train_splitbrain": "0", "torchrun": "skipped: one GPU", "jpeg_folder": "0",
                     "train_gpu_decode": "0", "gpu_decoded": "1", "step_benchmark_compiled": "3"}
@@ -123,21 +131,9 @@ def test_a_failed_check_does_not_stop_the_others_and_the_summary_says_which(tmp_
 def test_a_check_past_its_time_is_stopped_and_the_budget_skips_the_rest(tmp_path):
     """Training hangs: it is cut at what is left of the budget (exit 124), and the checks
     after it are skipped, not left to run past the lease; the report is still written."""
-    fake = tmp_path / "python"
-    fake.write_text('#!/bin/bash\ncase "$*" in\n'
-                    '  *is_available*) exit 0 ;;\n'
-                    '  *device_count*) echo 1 ;;\n'
-                    '  *tools/train.py*) sleep 100 ;;\n'
-                    '  *) echo "ran: $*" ;;\n'
-                    'esac\n')
-    fake.chmod(0o755)
-    out = tmp_path / "out"
-    run = subprocess.run(["bash", str(SCRIPT), str(out)], capture_output=True, text=True,
-                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "BUDGET_S": "5",
-                              "MIN_CHECK_S": "2"},
-                         timeout=60)
+    run, out, rows = run_with_stand_in(tmp_path, "*tools/train.py*) sleep 100 ;;",
+                                       BUDGET_S="5", MIN_CHECK_S="2")
     assert run.returncode == 1
-    rows = dict(re.findall(r"^\| (\w+) \| ([^|]+) \|", (out / "summary.md").read_text(), re.M))
     assert rows["train_colorize"] == "124"  # cut at what was left of the budget
     assert rows["step_benchmark"] == "skipped: out of time"
     assert (out / "report.md").is_file()
