@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .compat import torchvision
-from .data_health import SKIP_REASONS, skip_reason
+from .data_health import SKIP_REASONS, reason_counts, skip_reason
 from .images import ImageReadError, PathTable, find_images, load_rgb
 
 T = torchvision.transforms.v2
@@ -189,8 +189,7 @@ class _SkipUnreadable:
 
     def skip_counts(self):
         """{reason: number of files} found unreadable so far (see :data:`SKIP_REASONS`)."""
-        codes = torch.bincount(self._unreadable.long(), minlength=len(SKIP_REASONS)).tolist()
-        return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
+        return reason_counts(self._unreadable)
 
     def check_readable(self, tries=8):
         """Raise ValueError unless one of up to ``tries`` files, spread over the set, decodes."""

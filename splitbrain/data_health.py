@@ -25,6 +25,12 @@ def skip_reason(err):
     return SKIP_REASONS[-1]
 
 
+def reason_counts(marks):
+    """{reason: number of files} of a tensor of :data:`SKIP_REASONS` codes (0s left out)."""
+    codes = torch.bincount(marks.long(), minlength=len(SKIP_REASONS)).tolist()
+    return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
+
+
 class DataHealthError(RuntimeError):
     """Too large a share of a dataset's files is unreadable to go on."""
 
@@ -56,8 +62,7 @@ class DataHealth:
             return {}
         if self._elsewhere is not None:  # the gathered snapshot alone: loader workers may
             marks = self._elsewhere       # mark more files since, on some ranks only
-        codes = torch.bincount(marks.long(), minlength=len(SKIP_REASONS)).tolist()
-        return {SKIP_REASONS[c]: n for c, n in enumerate(codes) if c and n}
+        return reason_counts(marks)
 
     def _gather_marks(self):
         """Merge the other ranks' marks (each rank only sees the files it read itself), so that
