@@ -147,15 +147,22 @@ def union_of_keys(mapping):
     return sorted(set().union(*gathered))
 
 
-def wrap(model, ctx, sync_bn=False):
-    """``model`` in DistributedDataParallel when the run has several processes.
+def wrap(model, ctx, sync_bn=False, compile=False):
+    """What the training step calls: ``model`` in DistributedDataParallel when the run has
+    several processes, and compiled by ``torch.compile`` when asked.
 
     Args:
         sync_bn: normalise BatchNorm over the global batch (CUDA only: PyTorch's SyncBatchNorm
             has no CPU kernel). Without it each rank normalises over its own slice.
+        compile: compile the (wrapped) network; DDP's own graph breaks at its gradient buckets
+            keep communication overlapping the backward. :func:`unwrap` gives ``model`` back.
     """
-    if not ctx.distributed:
-        return model
+    if ctx.distributed:
+        model = _ddp(model, ctx, sync_bn)
+    return torch.compile(model) if compile else model
+
+
+def _ddp(model, ctx, sync_bn):
     if sync_bn:
         if ctx.device.type != "cuda":
             raise ValueError("run.sync_bn needs CUDA (PyTorch's SyncBatchNorm has no CPU "
@@ -166,7 +173,8 @@ def wrap(model, ctx, sync_bn=False):
 
 
 def unwrap(model):
-    """The module inside a DistributedDataParallel wrapper (or the model itself)."""
+    """The network inside :func:`wrap`'s wrappers (torch.compile, DistributedDataParallel)."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile's OptimizedModule
     return getattr(model, "module", model)
 
 

@@ -5,7 +5,8 @@
 #   2. training from a folder of JPEG files decoded on the GPU (data.decode=gpu);
 #   3. the whole-step benchmark of both networks (fp32 / bf16, channels_last) and the loader,
 #      then bf16 + channels_last under torch.compile, as markdown tables;
-#   4. two-process torchrun (NCCL, SyncBatchNorm, sync debug) when two GPUs are present.
+#   4. bf16 training of the compiled network (run.compile=true), under sync debugging;
+#   5. two-process torchrun (NCCL, SyncBatchNorm, sync debug) when two GPUs are present.
 # A failed check does not stop the others (GPU time is scarce), and each check gets at most
 # its own limit and what is left of the budget, so one slow check cannot starve the rest: each
 # one's exit status goes to OUT_DIR/summary.md (124: ran out of time), and the script exits
@@ -81,7 +82,13 @@ check step_benchmark_compiled 120 "$PY" tools/benchmark.py --step --device cuda 
     --steps 10 --warmup 3 --precisions bf16 --channels-last yes --compile --workers 8 \
     --out "$OUT/step_benchmark_compiled.md"
 
-# 4. torchrun, two processes
+# 4. bf16 training of the compiled network (run.compile=true), also under sync debugging
+check train_compiled 90 "$PY" tools/train.py --task colorize run.device=cuda run.compile=true \
+    run.sync_debug=true run.precision=bf16 run.channels_last=true optim.iterations=200 \
+    optim.batch_size=64 data.workers=4 run.log_every=100 run.val_every=200 \
+    run.image_every=200 run.ckpt_every=200 "run.out=$OUT/train_compiled"
+
+# 5. torchrun, two processes
 if [ "$("$PY" -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
     check torchrun 90 "$PY" -m torch.distributed.run --standalone --nproc_per_node=2 \
         tools/train.py --task splitbrain run.device=cuda run.precision=bf16 run.sync_bn=true \

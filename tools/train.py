@@ -113,6 +113,10 @@ def main(argv=None):
     # --- every check before any file is written ---------------------------------------------
     try:
         tasks.check_config(args.task, cfg)
+        if r["compile"] and r["sync_debug"] and device.type != "cuda":
+            raise ValueError("run.compile=true with run.sync_debug=true on a CPU: the CPU's "
+                             "sync watch (splitbrain/hostsync.py) cannot see inside compiled "
+                             "code; check the eager step (run.compile=false), or check on CUDA")
         ckpt.check_writable_folder(run_dir, "run.out")
 
         def datasets():
@@ -210,9 +214,11 @@ def main(argv=None):
 
     # --- loop ------------------------------------------------------------------------------
     try:
-        train_model = distributed.wrap(model, ctx, r["sync_bn"])
+        train_model = distributed.wrap(model, ctx, r["sync_bn"], compile=r["compile"])
     except ValueError as err:
         fatal(err)
+    if r["compile"]:
+        log("run.compile: the network is compiled by torch.compile in the first step")
     try:
         writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
     except OSError as err:
@@ -244,6 +250,13 @@ def main(argv=None):
               log=log, code=4)
     except HostSyncError as err:
         fatal(f"run.sync_debug: {err}", log=log, code=5)
+    except torch._dynamo.exc.BackendCompilerFailed as err:
+        cause = getattr(err, "inner_exception", None) or err  # the compiler's own error
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        fatal(f"run.compile: torch.compile could not compile the network "
+              f"({type(cause).__name__}: {first}). "
+              f"Train without it: run.compile=false (the run's checkpoints, if any, resume "
+              f"either way)", log=log, code=7)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
