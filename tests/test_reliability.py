@@ -111,11 +111,23 @@ def test_a_second_signal_exits_at_once(tmp_path):
     ("color.prior=/no/such/prior.npy", "color.prior='/no/such/prior.npy': file not found"),
     ("data.val_crop=0", "data.val_crop=0"),
 ])
-def test_bad_setting_is_refused_before_any_file_is_written(tmp_path, override, message):
+def test_bad_setting_is_refused_before_any_file_is_written(tmp_path, capsys, override, message):
+    # In-process (each subprocess would spend 4 s importing torch); the command line's own
+    # exit is checked once below.
     out = tmp_path / "run"
-    result = run([*TINY, "optim.iterations=2", f"run.out={out}", override], timeout=120)
+    assert run_tool("train", [*TINY, "optim.iterations=2", f"run.out={out}", override]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_bad_setting_on_the_command_line_exits_2_with_one_message(tmp_path):
+    out = tmp_path / "run"
+    result = run([*TINY, "optim.iterations=2", f"run.out={out}", "optim.lr=-0.1",
+                  "color.k=0"], timeout=120)
     assert result.returncode == 2, result.stderr[-2000:]
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
+    # Every bad key in one message, not one per attempt.
+    assert "optim.lr=-0.1: must be > 0" in result.stderr and "color.k=0" in result.stderr
     assert not out.exists()
 
 
