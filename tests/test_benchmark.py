@@ -2,6 +2,7 @@
 
 import re
 
+import pytest
 import torch
 
 from tools_util import load_tool, run_tool
@@ -94,3 +95,25 @@ def test_the_table_shows_the_flop_bound_for_bf16_rows_on_a_known_gpu():
     fp32, bf16 = table[2].split("|"), table[3].split("|")
     assert fp32[-3:-1] == [" - ", " - "]  # a bf16 peak says nothing of an fp32 step
     assert bf16[-3].strip() == "25.0%" and bf16[-2].strip() == "4.00x"
+
+
+def test_the_compiled_step_is_a_row_beside_the_eager_one(capsys):
+    torch._dynamo.reset()
+    code = load_tool("benchmark").main([
+        "--step", "--compile", "--nets", "eccv16_small", "--precisions", "bf16",
+        "--channels-last", "yes", "--batch", "2", "--size", "64", "--steps", "1",
+        "--warmup", "1", "--workers", "0"])
+    torch._dynamo.reset()
+    assert code in (None, 0)
+    text = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in text.splitlines()
+            if line.startswith("| eccv16_small")]
+    assert [row[3] for row in rows] == ["no", "yes"]  # the compile column
+    for row in rows:
+        assert float(row[4]) > 0 and float(row[7]) > 0  # step ms, TFLOP/s (eager FLOPs)
+    # The CPU's sync watch follows the eager step only: the compiled row says it did not look.
+    assert [row[9] for row in rows] == ["0", "-"]
+    # Compiling alone, against the eager step of the same precision and format.
+    ratio = float(re.search(r"eccv16_small bf16 channels_last compiled: ([0-9.]+)x the eager "
+                            r"step's speed", text).group(1))
+    assert ratio == pytest.approx(float(rows[0][4]) / float(rows[1][4]), abs=0.01)

@@ -187,6 +187,13 @@ def step_benchmark(args):
                              f"{' channels_last' if r.channels_last else ''}"
                              f"{' compiled' if r.compiled else ''}: "
                              f"{fp32[r.net].step_ms / r.step_ms:.2f}x the fp32 step's speed")
+        eager = {(r.net, r.precision, r.channels_last): r for r in measured if not r.compiled}
+        for r in measured:  # what compiling alone gives, against its eager twin of this run
+            twin = eager.get((r.net, r.precision, r.channels_last)) if r.compiled else None
+            if twin is not None:
+                lines.append(f"- {r.net} {r.precision}"
+                             f"{' channels_last' if r.channels_last else ''} compiled: "
+                             f"{twin.step_ms / r.step_ms:.2f}x the eager step's speed")
         if loader_rows:
             lines += ["", f"| loader workers ({crop} px crops of 256 px JPEGs) | images/s | "
                       f"per core | vs the fastest step ({best_step:.0f} images/s) |",
