@@ -179,9 +179,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     model.train()
     # Without CUDA's own mode, the watch follows what is computed from these device tensors.
     watched = device_tensors(model, objective) if sync_debug and device.type != "cuda" else []
-    # DistributedDataParallel settles its gradient buckets in the second step's forward, with
-    # a copy to the host: CUDA's mode starts after that, once the step is the steady one.
-    debug_from = start_step + (2 if world > 1 and device.type == "cuda" else 0)
+    debug_from = start_step + settling_steps(model, device)
     vote = distributed.StopVote()
     if stop is not None:
         stop.agreed = False
@@ -247,6 +245,18 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     vote.finish()
     watch.check()
     return step, best_loss
+
+
+def settling_steps(model, device):
+    """First steps that CUDA's sync debug mode leaves out: their one-time work copies to the
+    host. DistributedDataParallel settles its gradient buckets in the second step's forward;
+    torch.compile compiles in the first. The mode starts once the step is the steady one."""
+    if device.type != "cuda":
+        return 0
+    settle = 2 if distributed.world_size() > 1 else 0
+    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
+        settle = max(settle, 1)
+    return settle
 
 
 @contextlib.contextmanager
