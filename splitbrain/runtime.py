@@ -35,6 +35,16 @@ def resolve_device(name="auto"):
     return device
 
 
+def use_fast_kernels(device):
+    """On CUDA, let cuDNN time its convolution algorithms for each new input shape and keep
+    the fastest (``torch.backends.cudnn.benchmark``): training crops have one size, so it times
+    once. The choice can differ between runs, so on a GPU two runs agree up to float rounding,
+    not bit for bit. Photos of every size (colorizing) would time at each new size: not there.
+    """
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
 def check_precision(precision):
     """Raise ValueError unless ``precision`` is one of ``PRECISIONS``."""
     if precision not in PRECISIONS:

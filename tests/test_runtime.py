@@ -16,3 +16,13 @@ def test_device_and_precision_choices():
     with autocast(torch.device("cpu"), "bf16"):
         out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     assert out.dtype == torch.bfloat16
+
+
+def test_fast_convolution_kernels_are_chosen_on_cuda_only(monkeypatch):
+    from splitbrain.runtime import use_fast_kernels
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)  # restored afterwards
+    use_fast_kernels(torch.device("cpu"))
+    assert torch.backends.cudnn.benchmark is False  # nothing to time on a CPU
+    use_fast_kernels(torch.device("cuda"))  # only sets the flag: no GPU needed
+    assert torch.backends.cudnn.benchmark is True

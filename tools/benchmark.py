@@ -38,7 +38,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from splitbrain import color, throughput
 from splitbrain.jpeg_gpu import gpu_decode_problem
-from splitbrain.runtime import resolve_device
+from splitbrain.runtime import resolve_device, use_fast_kernels
 
 
 def ours(rgb, stride, class_weights, k, sigma):
@@ -164,6 +164,7 @@ def step_benchmark(args):
     measured.
     """
     device = resolve_device(args.device)
+    use_fast_kernels(device)  # as training does
     nets = args.nets.split(",")
     size_given = args.size != 176  # the colour benchmark's default: use paper sizes instead
     peak = throughput.device_peak_tflops(device)

@@ -31,6 +31,7 @@ from splitbrain.probe.report import format_table, save_results
 from splitbrain.probe.solver_sgd import SGDRecipe, probe_sgd
 from splitbrain.probe.solver_sklearn import probe_sklearn
 from splitbrain.runlog import RunLog, fatal, silent
+from splitbrain.runtime import use_fast_kernels
 
 SOLVERS = ("sgd", "sklearn")  # probe.solver: splitbrain.probe.solver_sgd | solver_sklearn
 SHORTHANDS = {"ckpt": "encoder.ckpt", "init": "encoder.init", "arch": "encoder.arch",
@@ -96,6 +97,7 @@ def main(argv=None):
             raise ProbeError("probe.solver=sklearn runs in one process (its features are "
                              "cached in memory); launch it without torchrun")
         device = ctx.device
+        use_fast_kernels(device)
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")

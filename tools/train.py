@@ -30,7 +30,7 @@ from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
 from splitbrain.hostsync import HostSyncError
 from splitbrain.runlog import RunLog, fatal, silent
-from splitbrain.runtime import StopSignals
+from splitbrain.runtime import StopSignals, use_fast_kernels
 
 
 def parse_args(argv):
@@ -64,6 +64,7 @@ def main(argv=None):
         ctx = distributed.init(cfg["run"]["device"])
     except ValueError as err:  # a ConfigError, or a device that is not there
         fatal(err)
+    use_fast_kernels(ctx.device)
     run_dir = Path(cfg["run"]["out"])
     latest = run_dir / "latest.pt"
 
