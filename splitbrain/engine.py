@@ -248,15 +248,13 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
 
 
 def settling_steps(model, device):
-    """First steps that CUDA's sync debug mode leaves out: their one-time work copies to the
-    host. DistributedDataParallel settles its gradient buckets in the second step's forward;
-    torch.compile compiles in the first. The mode starts once the step is the steady one."""
+    """First steps that CUDA's sync debug mode leaves out, for their one-time work: in the
+    first, cuDNN times its convolution kernels (``runtime.use_fast_kernels``) and torch.compile
+    compiles; DistributedDataParallel settles its gradient buckets in the second step's forward,
+    with a copy to the host. The mode starts once the step is the steady one."""
     if device.type != "cuda":
         return 0
-    settle = 2 if distributed.world_size() > 1 else 0
-    if hasattr(model, "_orig_mod"):  # torch.compile's wrapper
-        settle = max(settle, 1)
-    return settle
+    return 2 if distributed.world_size() > 1 else 1
 
 
 @contextlib.contextmanager
