@@ -138,7 +138,9 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     """Optimise from ``start_step`` to ``iterations``, validating, logging and saving on the way.
 
     Args:
-        model: the network, or its DistributedDataParallel wrapper in a distributed run.
+        model: what the step calls (``distributed.wrap``): the network, or the network in
+            DistributedDataParallel and/or torch.compile; validation and images use the
+            network itself.
         loader: endless training loader positioned at ``start_step`` (``loaders.train_loader``).
         val_loader: validation loader (this rank's shard), or None.
         image_batch: fixed validation images for TensorBoard grids, or None.
@@ -179,7 +181,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     model.train()
     # Without CUDA's own mode, the watch follows what is computed from these device tensors.
     watched = device_tensors(model, objective) if sync_debug and device.type != "cuda" else []
-    debug_from = start_step + settling_steps(model, device)
+    debug_from = start_step + settling_steps(device)
     vote = distributed.StopVote()
     if stop is not None:
         stop.agreed = False
@@ -247,7 +249,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     return step, best_loss
 
 
-def settling_steps(model, device):
+def settling_steps(device):
     """First steps that CUDA's sync debug mode leaves out, for their one-time work: in the
     first, cuDNN times its convolution kernels (``runtime.use_fast_kernels``) and torch.compile
     compiles; DistributedDataParallel settles its gradient buckets in the second step's forward,

@@ -45,6 +45,12 @@ def use_fast_kernels(device):
         torch.backends.cudnn.benchmark = True
 
 
+def compile_counts():
+    """(graphs compiled, graph breaks) by torch.compile in this process so far."""
+    from torch._dynamo.utils import counters
+    return counters["stats"]["unique_graphs"], sum(counters["graph_break"].values())
+
+
 def check_precision(precision):
     """Raise ValueError unless ``precision`` is one of ``PRECISIONS``."""
     if precision not in PRECISIONS:

@@ -116,4 +116,5 @@ def test_the_compiled_step_is_a_row_beside_the_eager_one(capsys):
     # Compiling alone, against the eager step of the same precision and format.
     ratio = float(re.search(r"eccv16_small bf16 channels_last compiled: ([0-9.]+)x the eager "
                             r"step's speed", text).group(1))
-    assert ratio == pytest.approx(float(rows[0][4]) / float(rows[1][4]), abs=0.01)
+    # (the table's step times are rounded to 0.1 ms; the ratio is of the unrounded ones)
+    assert ratio == pytest.approx(float(rows[0][4]) / float(rows[1][4]), rel=0.03)

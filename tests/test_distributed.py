@@ -2,6 +2,7 @@
 with one process, kill and resume, and a failing rank ending the job."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,6 +229,8 @@ def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_pa
     compiled = torchrun([*TINY, "optim.iterations=3", "run.compile=true",
                          f"run.out={tmp_path / 'compiled'}"])
     assert compiled.returncode == 0, compiled.stderr[-3000:]
+    log = (tmp_path / "compiled" / "train.log").read_text()
+    assert re.search(r"run.compile: [1-9]\d* graph\(s\) compiled", log), log[-2000:]
     assert max_diff(weights(tmp_path / "compiled" / "latest.pt"),
                     weights(tmp_path / "one" / "latest.pt")) < 1e-5
     # Rank 0 alone writes: one log, one events file.

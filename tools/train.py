@@ -30,7 +30,7 @@ from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
 from splitbrain.hostsync import HostSyncError
 from splitbrain.runlog import RunLog, fatal, silent
-from splitbrain.runtime import StopSignals, use_fast_kernels
+from splitbrain.runtime import StopSignals, compile_counts, use_fast_kernels
 
 
 def parse_args(argv):
@@ -220,6 +220,7 @@ def main(argv=None):
         fatal(err)
     if r["compile"]:
         log("run.compile: the network is compiled by torch.compile in the first step")
+        compiled_before = compile_counts()
     try:
         writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
     except OSError as err:
@@ -251,19 +252,27 @@ def main(argv=None):
               log=log, code=4)
     except HostSyncError as err:
         fatal(f"run.sync_debug: {err}", log=log, code=5)
-    except torch._dynamo.exc.BackendCompilerFailed as err:
-        cause = getattr(err, "inner_exception", None) or err  # the compiler's own error
-        first = (str(cause).strip().splitlines() or [""])[0][:300]
-        fatal(f"run.compile: torch.compile could not compile the network "
-              f"({type(cause).__name__}: {first}). "
-              f"Train without it: run.compile=false (the run's checkpoints, if any, resume "
-              f"either way)", log=log, code=7)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
               f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
     except OSError as err:  # a full disk or a vanished folder, hours in: say what is safe
         write_failed(err)
+    except RuntimeError as err:
+        if not (r["compile"] and isinstance(err, torch._dynamo.exc.BackendCompilerFailed)):
+            raise
+        cause = getattr(err, "inner_exception", None) or err  # the compiler's own error
+        first = (str(cause).strip().splitlines() or [""])[0][:300]
+        again = (f"python tools/train.py --task {args.task} --resume run.out={run_dir} "
+                 f"run.compile=false" if latest.exists() else
+                 "the same command with run.compile=false")
+        fatal(f"run.compile: torch.compile could not compile the network "
+              f"({type(cause).__name__}: {first}). Train without it: {again}",
+              log=log, code=7)
+    if r["compile"]:
+        graphs, breaks = (now - then for now, then in zip(compile_counts(), compiled_before))
+        log(f"run.compile: {graphs} graph(s) compiled, {breaks} graph break(s)" +
+            ("; nothing was compiled, the network ran eagerly" if not graphs else ""))
     bar.close()
     if stop.agreed:  # a signal here, or on another process (torchrun signals one node only)
         why = stop.name or "a stop signal on another process"
