@@ -5,7 +5,7 @@ import re
 import pytest
 import torch
 
-from tools_util import load_tool, run_tool
+from tools_util import load_tool, needs_cxx, run_tool
 
 
 def test_benchmark_prints_both_pipelines_and_the_ratios(capsys):
@@ -97,6 +97,7 @@ def test_the_table_shows_the_flop_bound_for_bf16_rows_on_a_known_gpu():
     assert bf16[-3].strip() == "25.0%" and bf16[-2].strip() == "4.00x"
 
 
+@needs_cxx
 def test_the_compiled_step_is_a_row_beside_the_eager_one(capsys):
     torch._dynamo.reset()
     code = load_tool("benchmark").main([

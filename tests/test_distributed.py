@@ -15,6 +15,7 @@ import torch
 from splitbrain import checkpoint as ckpt
 from splitbrain.loaders import StepBatches, eval_loader
 from splitbrain.metrics import ColorMetrics
+from tools_util import needs_cxx
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,6 +225,13 @@ def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_pa
         assert m2[key] == pytest.approx(m1[key], abs=1e-4), key
     config = ckpt.load(tmp_path / "two" / "latest.pt")["config"]
     assert config["run"]["world_size"] == 2 and config["optim"]["batch_size"] == 4
+    # Rank 0 alone writes: one log, one events file.
+    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
+    assert "x 2 process(es)" in (tmp_path / "two" / "train.log").read_text()
+
+
+@needs_cxx
+def test_two_compiled_processes_match_one_eager_process(tmp_path):
     # torch.compile around DistributedDataParallel (run.compile; not under the CPU's sync
     # watch, which cannot see compiled code): the same updates (measured 7e-7 here).
     compiled = torchrun([*TINY, "optim.iterations=3", "run.compile=true",
@@ -231,11 +239,10 @@ def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_pa
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     log = (tmp_path / "compiled" / "train.log").read_text()
     assert re.search(r"run.compile: [1-9]\d* graph\(s\) compiled", log), log[-2000:]
+    one = single([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'one'}"])
+    assert one.returncode == 0, one.stderr[-3000:]
     assert max_diff(weights(tmp_path / "compiled" / "latest.pt"),
                     weights(tmp_path / "one" / "latest.pt")) < 1e-5
-    # Rank 0 alone writes: one log, one events file.
-    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
-    assert "x 2 process(es)" in (tmp_path / "two" / "train.log").read_text()
 
 
 def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):

@@ -8,7 +8,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from splitbrain import checkpoint as ckpt
 from splitbrain import losses
-from tools_util import run_tool
+from tools_util import needs_cxx, run_tool
 
 TINY = ["data.crop=32", "data.val_crop=32", "data.train_length=32", "data.val_length=8",
         "optim.batch_size=4", "color.prior_images=8", "run.log_every=1", "run.image_every=2",
@@ -250,6 +250,7 @@ def _losses(out):
     return [e.value for e in events.Scalars("train/loss")]
 
 
+@needs_cxx
 def test_a_compiled_run_follows_the_eager_one_and_saves_the_plain_network(tmp_path,
                                                                          fresh_dynamo):
     assert train(tmp_path / "eager", iterations=3) == 0

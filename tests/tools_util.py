@@ -1,11 +1,18 @@
 """Run an entry script of tools/ in-process, as its command line would."""
 
 import importlib.util
+import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
+
+# torch.compile on a CPU (Inductor) builds its kernels with a C++ compiler: g++, or $CXX.
+needs_cxx = pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                               reason="torch.compile on a CPU needs a C++ compiler (g++ or "
+                                      "$CXX) on PATH")
 
 
 def load_tool(name):
