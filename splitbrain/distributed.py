@@ -154,8 +154,9 @@ def wrap(model, ctx, sync_bn=False, compile=False):
     Args:
         sync_bn: normalise BatchNorm over the global batch (CUDA only: PyTorch's SyncBatchNorm
             has no CPU kernel). Without it each rank normalises over its own slice.
-        compile: compile the (wrapped) network; DDP's own graph breaks at its gradient buckets
-            keep communication overlapping the backward. :func:`unwrap` gives ``model`` back.
+        compile: compile the (wrapped) network; torch.compile splits a DDP network's graph at
+            its gradient buckets, so their all-reduce still overlaps the backward.
+            :func:`unwrap` gives ``model`` back.
     """
     if ctx.distributed:
         model = _ddp(model, ctx, sync_bn)
