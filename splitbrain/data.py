@@ -222,6 +222,18 @@ class _SkipUnreadable:
                            f"see the warnings above for why")
 
 
+def fingerprint(dataset):
+    """What must be equal on every process of a run: the number of items, and for folders the
+    file list (a digest of every path, in order). See ``distributed.check_same``."""
+    inner = dataset
+    while not hasattr(inner, "files") and hasattr(inner, "dataset"):  # Subset-like wrappers
+        inner = inner.dataset
+    files = getattr(inner, "files", None)
+    if not isinstance(files, PathTable):
+        return {"items": len(dataset)}
+    return {"items": len(dataset), "files": len(files), "paths digest": files.digest()[:16]}
+
+
 class ImageFiles(_SkipUnreadable, Dataset):
     """Every image under one or more folders (searched recursively), label 0.
 

@@ -15,6 +15,7 @@ ways. The rules a distributed run follows:
 
 import datetime
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -145,6 +146,31 @@ def union_of_keys(mapping):
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, sorted(mapping), group=_HOST_GROUP)
     return sorted(set().union(*gathered))
+
+
+def check_same(value, what):
+    """Raise ValueError unless every process holds an equal ``value`` (say, ``data.fingerprint``
+    of its dataset), naming each process that differs from rank 0 and its host.
+
+    Each rank reads its own copy of the data; if one node's copy is incomplete, or a folder is
+    still being written while the ranks list it, the ranks would index different images with
+    the same (seed, step) and train on a mixture no one asked for, silently.
+    """
+    if not _active():
+        return
+    gathered = [None] * world_size()
+    dist.all_gather_object(gathered, (socket.gethostname(), value), group=_HOST_GROUP)
+    (host0, first), differ = gathered[0], [(i, h, v) for i, (h, v) in enumerate(gathered)
+                                           if v != gathered[0][1]]
+    if differ:
+        def show(v):
+            return ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else v
+        others = "; ".join(f"rank {i} on {h}: {show(v)}" for i, h, v in differ[:4])
+        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
+        raise ValueError(f"{what}: the processes do not see the same data. Rank 0 on {host0}: "
+                         f"{show(first)}; {others}{more}. Every process must see the same "
+                         f"files: check each node's copy, and that nothing is writing to the "
+                         f"folder")
 
 
 def wrap(model, ctx, sync_bn=False, compile=False):

@@ -1,5 +1,6 @@
 """Reading image files safely: any PIL mode to 8-bit sRGB, EXIF rotation, clear errors."""
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -62,6 +63,12 @@ class PathTable:
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
+
+    def digest(self):
+        """SHA-256 (hex) of the paths in order: equal tables, equal digests."""
+        h = hashlib.sha256(self._ends.astype("<i8").tobytes())
+        h.update(self._bytes.tobytes())
+        return h.hexdigest()
 
 
 def find_images(paths):

@@ -353,3 +353,17 @@ def test_a_forked_worker_reading_every_path_copies_nothing_of_the_table():
 def _private_dirty_kib():
     with open("/proc/self/smaps_rollup") as f:
         return next(int(line.split()[1]) for line in f if line.startswith("Private_Dirty:"))
+
+
+def test_a_fingerprint_tells_apart_file_lists_of_the_same_length(tmp_path, write_photos):
+    from splitbrain.data import ImageFiles, fingerprint
+
+    paths = write_photos(tmp_path / "a", n=3)
+    before = fingerprint(ImageFiles(tmp_path / "a"))
+    assert before == fingerprint(ImageFiles(tmp_path / "a"))  # listed again: the same
+    assert before["items"] == before["files"] == 3
+    paths[1].rename(paths[1].with_name("renamed.jpg"))  # same count, another list
+    after = fingerprint(ImageFiles(tmp_path / "a"))
+    assert after["files"] == 3 and after != before
+    # Datasets without a file list (sample photos, CIFAR-10) compare by length.
+    assert fingerprint(list(range(5))) == {"items": 5}

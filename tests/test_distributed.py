@@ -176,17 +176,32 @@ def work():
         f.write(f"end {r} {time.time()}\\n")
     return r
 out["in_turns"] = distributed.in_turns(work)
-print("RESULT", r, json.dumps(out), flush=True)
+
+# The same data everywhere, or an error naming who differs: folder b has one photo more.
+from splitbrain.data import ImageFiles, fingerprint
+folders = sys.argv[2]
+distributed.check_same(fingerprint(ImageFiles(os.path.join(folders, "a"))), "data.train")
+try:
+    mine = ImageFiles(os.path.join(folders, "a" if r == 0 else "b"))
+    distributed.check_same(fingerprint(mine), "data.train")
+    out["data"] = "went on"
+except ValueError as err:
+    out["data"] = str(err)
+# One write (under 4 KiB, so the pipe takes it whole): print() writes piece by piece when
+# unbuffered, and the two ranks' lines could interleave.
+os.write(1, f"RESULT {r} {json.dumps(out)}\\n".encode())
 distributed.close()
 """
 
 
-def test_host_collectives_agree_across_ranks(tmp_path):
-    """Stop votes, unreadable-file marks, BatchNorm buffers, logged keys and downloads in turn,
-    with two gloo processes."""
+def test_host_collectives_agree_across_ranks(tmp_path, write_photos):
+    """Stop votes, unreadable-file marks, BatchNorm buffers, logged keys, downloads in turn and
+    the data check, with two gloo processes."""
     script = tmp_path / "pieces.py"
     script.write_text(PIECES)
-    run = torchrun([tmp_path / "turns.log"], script=script, timeout=120)
+    write_photos(tmp_path / "data" / "a", n=3)
+    write_photos(tmp_path / "data" / "b", n=4)
+    run = torchrun([tmp_path / "turns.log", tmp_path / "data"], script=script, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     import json
     results = {int(line.split()[1]): json.loads(line.split(" ", 2)[2])
@@ -200,6 +215,10 @@ def test_host_collectives_agree_across_ranks(tmp_path):
         assert res["running_mean"] == [1.0, 1.0, 1.0]
         assert res["keys"] == ["loss"]
         assert res["in_turns"] == r
+        # Both ranks stop, with one message naming each side.
+        assert res["data"].startswith("data.train: the processes do not see the same data")
+        assert "files 3" in res["data"] and "rank 1 on " in res["data"]
+        assert "files 4" in res["data"]
     events = sorted((float(t), kind, int(rank)) for kind, rank, t in
                     (line.split() for line in (tmp_path / "turns.log").read_text().splitlines()))
     assert [(kind, rank) for _, kind, rank in events][:2] == [("start", 0), ("end", 0)]

@@ -23,6 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed
+from splitbrain.data import fingerprint
 from splitbrain.probe import ProbeError
 from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import open_encoder
@@ -101,6 +102,8 @@ def main(argv=None):
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
+        distributed.check_same(fingerprint(train_set), f"data.source={d['source']} (train)")
+        distributed.check_same(fingerprint(val_set), f"data.source={d['source']} (val)")
         for dataset in (train_set, val_set):  # folders: some file must decode
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()

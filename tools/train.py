@@ -24,7 +24,7 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
-from splitbrain.data import build_dataset
+from splitbrain.data import build_dataset, fingerprint
 from splitbrain.loaders import eval_loader, train_loader
 from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
@@ -129,6 +129,8 @@ def main(argv=None):
                                   download=d["download"], seed=r["seed"]))
         # One process downloads (CIFAR-10, STL-10) while the others wait for its files.
         train_set, val_set = (distributed.in_turns(datasets) if d["download"] else datasets())
+        distributed.check_same(fingerprint(train_set), f"data.train={d['train']}")
+        distributed.check_same(fingerprint(val_set), f"data.val={d['val']}")
         for dataset in (train_set, val_set):
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()
