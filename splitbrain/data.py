@@ -222,6 +222,11 @@ class _SkipUnreadable:
                            f"see the warnings above for why")
 
 
+# What to do when ``fingerprint`` differs between processes (``distributed.check_same``).
+SAME_FILES = ("Every process must see the same files: check each node's copy, and that nothing "
+              "is writing to the folder")
+
+
 def fingerprint(dataset):
     """What must be equal on every process of a run: the number of items, and for folders the
     file list (a digest of every path, in order). See ``distributed.check_same``."""

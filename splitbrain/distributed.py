@@ -148,13 +148,14 @@ def union_of_keys(mapping):
     return sorted(set().union(*gathered))
 
 
-def check_same(value, what):
-    """Raise ValueError unless every process holds an equal ``value`` (say, ``data.fingerprint``
-    of its dataset), naming each process that differs from rank 0 and its host.
+def check_same(value, what, fix):
+    """Raise ValueError unless every process holds an equal ``value``, naming each process
+    that differs from rank 0 and its host; ``fix`` ends the message.
 
-    Each rank reads its own copy of the data; if one node's copy is incomplete, or a folder is
-    still being written while the ranks list it, the ranks would index different images with
-    the same (seed, step) and train on a mixture no one asked for, silently.
+    For what each rank reads for itself and the run assumes is one thing: its dataset
+    (``data.fingerprint``), the checkpoint it resumes from. If one node's copy of the data is
+    incomplete, the ranks index different images with the same (seed, step); if one node reads
+    an older ``latest.pt``, the ranks resume at different steps. Both would go on silently.
     """
     if not _active():
         return
@@ -167,10 +168,8 @@ def check_same(value, what):
             return ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else v
         others = "; ".join(f"rank {i} on {h}: {show(v)}" for i, h, v in differ[:4])
         more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
-        raise ValueError(f"{what}: the processes do not see the same data. Rank 0 on {host0}: "
-                         f"{show(first)}; {others}{more}. Every process must see the same "
-                         f"files: check each node's copy, and that nothing is writing to the "
-                         f"folder")
+        raise ValueError(f"{what}: the processes differ. Rank 0 on {host0}: {show(first)}; "
+                         f"{others}{more}. {fix}")
 
 
 def wrap(model, ctx, sync_bn=False, compile=False):

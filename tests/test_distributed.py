@@ -180,10 +180,11 @@ out["in_turns"] = distributed.in_turns(work)
 # The same data everywhere, or an error naming who differs: folder b has one photo more.
 from splitbrain.data import ImageFiles, fingerprint
 folders = sys.argv[2]
-distributed.check_same(fingerprint(ImageFiles(os.path.join(folders, "a"))), "data.train")
+distributed.check_same(fingerprint(ImageFiles(os.path.join(folders, "a"))), "data.train",
+                       "fix")
 try:
     mine = ImageFiles(os.path.join(folders, "a" if r == 0 else "b"))
-    distributed.check_same(fingerprint(mine), "data.train")
+    distributed.check_same(fingerprint(mine), "data.train", "Copy the data again.")
     out["data"] = "went on"
 except ValueError as err:
     out["data"] = str(err)
@@ -216,9 +217,9 @@ def test_host_collectives_agree_across_ranks(tmp_path, write_photos):
         assert res["keys"] == ["loss"]
         assert res["in_turns"] == r
         # Both ranks stop, with one message naming each side.
-        assert res["data"].startswith("data.train: the processes do not see the same data")
+        assert res["data"].startswith("data.train: the processes differ. Rank 0 on ")
         assert "files 3" in res["data"] and "rank 1 on " in res["data"]
-        assert "files 4" in res["data"]
+        assert "files 4" in res["data"] and res["data"].endswith("Copy the data again.")
     events = sorted((float(t), kind, int(rank)) for kind, rank, t in
                     (line.split() for line in (tmp_path / "turns.log").read_text().splitlines()))
     assert [(kind, rank) for _, kind, rank in events][:2] == [("start", 0), ("end", 0)]

@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed
-from splitbrain.data import fingerprint
+from splitbrain.data import SAME_FILES, fingerprint
 from splitbrain.probe import ProbeError
 from splitbrain.probe.data import probe_datasets
 from splitbrain.probe.encoder import open_encoder
@@ -102,8 +102,9 @@ def main(argv=None):
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
-        distributed.check_same(fingerprint(train_set), f"data.source={d['source']} (train)")
-        distributed.check_same(fingerprint(val_set), f"data.source={d['source']} (val)")
+        for split, dataset in (("train", train_set), ("val", val_set)):
+            distributed.check_same(fingerprint(dataset), f"data.source={d['source']} ({split})",
+                                   SAME_FILES)
         for dataset in (train_set, val_set):  # folders: some file must decode
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()

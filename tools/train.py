@@ -24,7 +24,7 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import distributed, engine, tasks
-from splitbrain.data import build_dataset, fingerprint
+from splitbrain.data import SAME_FILES, build_dataset, fingerprint
 from splitbrain.loaders import eval_loader, train_loader
 from splitbrain.jpeg_gpu import choose_decode, gpu_train_loader
 from splitbrain.data_health import DataHealth, DataHealthError
@@ -82,6 +82,13 @@ def main(argv=None):
             fatal(f"{latest} is a checkpoint of weights only (published weights or "
                   f"tools/join_halves.py output), not of a training run, so there is no "
                   f"optimiser state to resume; move it aside or choose another run.out")
+        try:  # one checkpoint for all: a node may see another (older) file at that path
+            distributed.check_same(
+                {"step": state["step"], "sha256": str(state.get("checksum", ""))[:16]},
+                f"--resume from {latest}", "Every process must read the same checkpoint: put "
+                "run.out on a filesystem every node sees (only rank 0 writes there)")
+        except ValueError as err:
+            fatal(err)
         stored, added = config_lib.add_new_keys(state["config"], args.task)
         if not args.config:
             new_keys = added  # the run's own config, with the key=value changes given now
@@ -129,8 +136,8 @@ def main(argv=None):
                                   download=d["download"], seed=r["seed"]))
         # One process downloads (CIFAR-10, STL-10) while the others wait for its files.
         train_set, val_set = (distributed.in_turns(datasets) if d["download"] else datasets())
-        distributed.check_same(fingerprint(train_set), f"data.train={d['train']}")
-        distributed.check_same(fingerprint(val_set), f"data.val={d['val']}")
+        for key, dataset in (("train", train_set), ("val", val_set)):
+            distributed.check_same(fingerprint(dataset), f"data.{key}={d[key]}", SAME_FILES)
         for dataset in (train_set, val_set):
             if hasattr(dataset, "check_readable"):
                 dataset.check_readable()
