@@ -229,7 +229,11 @@ SAME_FILES = ("Every process must see the same files: check each node's copy, an
 
 def fingerprint(dataset):
     """What must be equal on every process of a run: the number of items, and for folders the
-    file list (a digest of every path, in order). See ``distributed.check_same``."""
+    file list (a digest of every path, in order). See ``distributed.check_same``.
+
+    A wrapper (anything with ``.dataset``, like ``Subset``) is compared by its length and its
+    inner file list, not by which items it picks: none of splitbrain's datasets picks per rank.
+    """
     inner = dataset
     while not hasattr(inner, "files") and hasattr(inner, "dataset"):  # Subset-like wrappers
         inner = inner.dataset

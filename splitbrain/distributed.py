@@ -149,8 +149,8 @@ def union_of_keys(mapping):
 
 
 def check_same(value, what, fix):
-    """Raise ValueError unless every process holds an equal ``value``, naming each process
-    that differs from rank 0 and its host; ``fix`` ends the message.
+    """Raise ValueError unless every process holds an equal ``value``, naming each distinct
+    value with the ranks and hosts that hold it; ``fix`` ends the message.
 
     For what each rank reads for itself and the run assumes is one thing: its dataset
     (``data.fingerprint``), the checkpoint it resumes from. If one node's copy of the data is
@@ -160,16 +160,31 @@ def check_same(value, what, fix):
     if not _active():
         return
     gathered = [None] * world_size()
-    dist.all_gather_object(gathered, (socket.gethostname(), value), group=_HOST_GROUP)
-    (host0, first), differ = gathered[0], [(i, h, v) for i, (h, v) in enumerate(gathered)
-                                           if v != gathered[0][1]]
-    if differ:
-        def show(v):
-            return ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else v
-        others = "; ".join(f"rank {i} on {h}: {show(v)}" for i, h, v in differ[:4])
-        more = f" (and {len(differ) - 4} more)" if len(differ) > 4 else ""
-        raise ValueError(f"{what}: the processes differ. Rank 0 on {host0}: {show(first)}; "
-                         f"{others}{more}. {fix}")
+    try:
+        dist.all_gather_object(gathered, (socket.gethostname(), value), group=_HOST_GROUP)
+    except RuntimeError as err:  # a peer left (its own error ended it) before comparing
+        raise ValueError(f"{what}: another process stopped before the processes could compare "
+                         f"it ({str(err).splitlines()[0][:200]}); its error says why") from None
+    groups = {}  # each distinct value: the ranks (and their hosts) that hold it
+    for rank_, (host, v) in enumerate(gathered):
+        groups.setdefault(repr(v), (v, []))[1].append((rank_, host))
+    if len(groups) == 1:
+        return
+
+    def who(members):
+        ranks, hosts = [r for r, _ in members], sorted({h for _, h in members})
+        named = (f"rank {ranks[0]}" if len(ranks) == 1 else
+                 f"ranks {', '.join(map(str, ranks))}" if len(ranks) <= 4 else
+                 f"{len(ranks)} ranks ({ranks[0]}, {ranks[1]}, ...)")
+        on = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more hosts" if len(hosts) > 3 else "")
+        return f"{named} on {on}"
+
+    def show(v):
+        return ", ".join(f"{k} {x}" for k, x in v.items()) if isinstance(v, dict) else str(v)
+    # Rank 0's value first; every distinct value once, with who holds it (a bad node's 8 ranks
+    # are one entry, whether or not rank 0 is among them).
+    seen = "; ".join(f"{who(members)}: {show(v)}" for v, members in groups.values())
+    raise ValueError(f"{what}: the processes differ. {seen[0].upper()}{seen[1:]}. {fix}")
 
 
 def wrap(model, ctx, sync_bn=False, compile=False):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tools_util import needs_cxx
 
 from splitbrain import checkpoint as ckpt
 from splitbrain.loaders import StepBatches, eval_loader
 from splitbrain.metrics import ColorMetrics
-from tools_util import needs_cxx
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +126,30 @@ def test_colour_metrics_summed_over_ranks_equal_one_pass_over_all_images():
     assert got.keys() == ref.keys()
     for k in ref:
         assert got[k] == pytest.approx(ref[k], rel=1e-9, abs=1e-9), k
+
+
+def test_a_difference_between_processes_names_each_value_with_its_ranks_and_hosts(monkeypatch):
+    """Ten ranks faked in-process: node-a's eight (rank 0 among them) see 3 files, node-b's
+    two see 4; each side is one entry, not rank 0 against a list of the others."""
+    from splitbrain import distributed
+
+    def gather(out, value, group=None):
+        for r in range(10):
+            out[r] = ("node-a" if r < 8 else "node-b", {"files": 3 if r < 8 else 4})
+    monkeypatch.setattr(distributed, "_active", lambda: True)
+    monkeypatch.setattr(distributed, "world_size", lambda: 10)
+    monkeypatch.setattr(distributed.dist, "all_gather_object", gather)
+    with pytest.raises(ValueError) as err:
+        distributed.check_same({"files": 3}, "data.train=/d", "Copy it again.")
+    assert str(err.value) == ("data.train=/d: the processes differ. 8 ranks (0, 1, ...) on "
+                              "node-a: files 3; ranks 8, 9 on node-b: files 4. Copy it again.")
+
+    def peer_gone(out, value, group=None):
+        raise RuntimeError("Connection closed by peer [10.0.0.2]:1234")
+    monkeypatch.setattr(distributed.dist, "all_gather_object", peer_gone)
+    with pytest.raises(ValueError, match="another process stopped before the processes could "
+                                         "compare it .Connection closed by peer"):
+        distributed.check_same({"files": 3}, "data.train=/d", "Copy it again.")
 
 
 # --- torchrun ---------------------------------------------------------------------------------

@@ -99,6 +99,9 @@ def main(argv=None):
                              "cached in memory); launch it without torchrun")
         device = ctx.device
         use_fast_kernels(device)
+        distributed.check_same(  # one encoder for all: a node may see another file there
+            {"sha256": str((state or {}).get("checksum", ""))[:16]}, f"encoder.ckpt={e['ckpt']}",
+            "Every process must read the same checkpoint: put it where every node sees it")
         train_set, val_set, classes = probe_datasets(
             d["source"], d["crop"], d["short_side"], d["root"], d["download"], d["train_length"],
             d["val_length"], r["seed"], augment=p["solver"] == "sgd")
