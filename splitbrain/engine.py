@@ -21,6 +21,24 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf."""
 
 
+class LoaderDiedError(RuntimeError):
+    """A data-loader worker process died (killed for memory, a crash in a decoder).
+
+    Attributes:
+        step: the last completed step.
+        whole: True when the weights, optimiser and scheduler are those of ``step`` (the news
+            came between steps: fetching a batch, validating, logging); False when it came
+            while step + 1 was updating them (PyTorch raises it from a signal handler, wherever
+            the main process is), so they may be half updated and must not be saved.
+        best_loss: the best validation loss so far.
+    """
+
+    def __init__(self, step, cause, best_loss=float("inf"), whole=True):
+        where = f"after step {step}" if whole else f"during step {step + 1}"
+        super().__init__(f"a data loader worker died {where}: {cause}")
+        self.step, self.best_loss, self.whole = step, best_loss, whole
+
+
 # --- evaluation -----------------------------------------------------------------------------
 
 @torch.no_grad()
@@ -171,6 +189,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     Raises:
         NonFiniteLossError: the loss became NaN or inf (the message names the step); no
             checkpoint is written after that step.
+        LoaderDiedError: a loader worker process died; the weights of its ``step`` are whole.
     """
     step = start_step
     meter = Throughput()
@@ -189,61 +208,72 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     def due(every):
         return step == iterations or (every and step % every == 0)
 
-    for rgb, _ in loader:
-        if step >= iterations:
-            break
-        rgb = rgb.to(device, non_blocking=True)
-        if channels_last:
-            rgb = rgb.contiguous(memory_format=torch.channels_last)
-        with _sync_debug(sync_debug and step >= debug_from, device, optimizer,
-                         [rgb, *watched]):
-            logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
-                                      precision, skip_nonfinite)
-            scheduler.step()
-            step += 1
-            if skip_nonfinite:
-                skipped += int(not finite)  # skip mode synchronises every step anyway
-            else:
-                watch.add(step, logs["loss"], finite)
-        meter.add(rgb.shape[0] * world)
-        if progress is not None:
-            progress.update(1)
-
-        if due(log_every):
-            watch.check()
-            if data_health is not None:
-                data_health(step)
-            scalars = {f"train/{k}": float(v) for k, v in logs.items()}
-            scalars["train/lr"] = scheduler.get_last_lr()[0]
-            scalars["train/images_per_s"] = meter.rate()
-            if skip_nonfinite:
-                scalars["train/skipped_steps"] = skipped
-            _write_scalars(writer, scalars, step)
+    batches = iter(loader)
+    whole = True  # the weights, optimiser and step agree
+    try:
+        while step < iterations:
+            rgb, _ = next(batches, (None, None))
+            if rgb is None:  # a finite loader ran out (the training loaders are endless)
+                break
+            rgb = rgb.to(device, non_blocking=True)
+            if channels_last:
+                rgb = rgb.contiguous(memory_format=torch.channels_last)
+            whole = False  # from here until step counts it, the update is under way
+            with _sync_debug(sync_debug and step >= debug_from, device, optimizer,
+                             [rgb, *watched]):
+                logs, finite = train_step(model, objective, optimizer, scaler, rgb, device,
+                                          precision, skip_nonfinite)
+                scheduler.step()
+                step += 1
+                whole = True
+                if skip_nonfinite:
+                    skipped += int(not finite)  # skip mode synchronises every step anyway
+                else:
+                    watch.add(step, logs["loss"], finite)
+            meter.add(rgb.shape[0] * world)
             if progress is not None:
-                progress.set_postfix(loss=f"{scalars['train/loss']:.3f}",
-                                     img_s=f"{scalars['train/images_per_s']:.0f}")
-            if progress is None or progress.disable:
-                log(f"step {step}/{iterations} " +
-                    " ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in scalars.items()))
-        if image_batch is not None and writer is not None and due(image_every):
-            log_images(writer, net, objective, image_batch.to(device), device, precision, step)
-        if val_loader is not None and due(val_every):
-            watch.check()
-            metrics = evaluate(model, objective, val_loader, device, precision)
-            _write_scalars(writer, metrics, step)
-            log(f"step {step} validation: " +
-                " ".join(f"{k[4:]}={v:.4g}" for k, v in sorted(metrics.items())))
-            if metrics["val/loss"] < best_loss:
-                best_loss = metrics["val/loss"]
+                progress.update(1)
+
+            if due(log_every):
+                watch.check()
+                if data_health is not None:
+                    data_health(step)
+                scalars = {f"train/{k}": float(v) for k, v in logs.items()}
+                scalars["train/lr"] = scheduler.get_last_lr()[0]
+                scalars["train/images_per_s"] = meter.rate()
+                if skip_nonfinite:
+                    scalars["train/skipped_steps"] = skipped
+                _write_scalars(writer, scalars, step)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{scalars['train/loss']:.3f}",
+                                         img_s=f"{scalars['train/images_per_s']:.0f}")
+                if progress is None or progress.disable:
+                    log(f"step {step}/{iterations} " +
+                        " ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in scalars.items()))
+            if image_batch is not None and writer is not None and due(image_every):
+                log_images(writer, net, objective, image_batch.to(device), device, precision, step)
+            if val_loader is not None and due(val_every):
+                watch.check()
+                metrics = evaluate(model, objective, val_loader, device, precision)
+                _write_scalars(writer, metrics, step)
+                log(f"step {step} validation: " +
+                    " ".join(f"{k[4:]}={v:.4g}" for k, v in sorted(metrics.items())))
+                if metrics["val/loss"] < best_loss:
+                    best_loss = metrics["val/loss"]
+                    if save is not None:
+                        save("best", step, {"best_val_loss": best_loss, **metrics})
+            if ckpt_every and step % ckpt_every == 0:
+                watch.check()  # on every rank, so all stop together
                 if save is not None:
-                    save("best", step, {"best_val_loss": best_loss, **metrics})
-        if ckpt_every and step % ckpt_every == 0:
-            watch.check()  # on every rank, so all stop together
-            if save is not None:
-                save("latest", step, {"best_val_loss": best_loss})
-        if stop is not None and vote(stop.received is not None):
-            stop.agreed = True
-            break
+                    save("latest", step, {"best_val_loss": best_loss})
+            if stop is not None and vote(stop.received is not None):
+                stop.agreed = True
+                break
+    except RuntimeError as err:  # DataLoader's error for a worker that died
+        if "DataLoader worker" not in str(err):
+            raise
+        raise LoaderDiedError(step, str(err).strip().splitlines()[0].rstrip("."),
+                              best_loss, whole) from err
     vote.finish()
     watch.check()
     return step, best_loss

@@ -315,3 +315,100 @@ def test_wrap_compiles_and_unwrap_gives_the_network_back():
     compiled = distributed.wrap(net, alone, compile=True)  # nothing compiles until called
     assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
     assert distributed.unwrap(compiled) is net and distributed.unwrap(net) is net
+
+
+def _resumes_to_the_uninterrupted_weights(out, full, settings, iterations=8):
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 0
+    assert train(full, *settings, iterations=iterations) == 0
+    resumed = ckpt.load(out / "latest.pt")["state_dict"]
+    for key, value in ckpt.load(full / "latest.pt")["state_dict"].items():
+        assert torch.equal(value, resumed[key]), key
+
+
+def test_a_loader_that_dies_between_steps_saves_the_last_step(tmp_path, monkeypatch, capsys):
+    """DataLoader's error for a dead worker, met fetching step 3's batch: step 2 is whole, so
+    it is saved (no periodic save here), and the run goes on from it bit for bit."""
+    from splitbrain import engine, loaders
+
+    real_step, real_item, steps = engine.train_step, loaders.SeededSamples.__getitem__, []
+
+    def counted_step(*args, **kwargs):
+        steps.append(1)
+        return real_step(*args, **kwargs)
+
+    def dies_after_step_2(self, key):  # no worker processes here: read in the loop itself
+        if len(steps) == 2:
+            raise RuntimeError("DataLoader worker (pid(s) 4242) exited unexpectedly")
+        return real_item(self, key)
+
+    monkeypatch.setattr(engine, "train_step", counted_step)
+    monkeypatch.setattr(loaders.SeededSamples, "__getitem__", dies_after_step_2)
+    out = tmp_path / "run"
+    settings = ["run.ckpt_every=100", "run.val_every=100", "run.image_every=100"]
+    assert train(out, *settings, iterations=8) == 8
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "a data loader worker died after step 2: DataLoader worker (pid(s) 4242)" in text
+    assert f"saved {out / 'latest.pt'} at step 2" in text and f"--resume run.out={out}" in text
+    assert ckpt.load(out / "latest.pt")["step"] == 2
+    monkeypatch.undo()
+    _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)
+
+
+def test_a_loader_that_dies_during_a_step_saves_nothing_half_done(tmp_path, monkeypatch,
+                                                                  capsys):
+    """PyTorch raises a dead worker's error from a signal handler, wherever the main process
+    is: here inside step 3's loss. That step may be half applied, so only the periodic save of
+    step 2 stands, and the run goes on from it."""
+    real, calls = losses.soft_cross_entropy, []
+
+    def killed_in_step_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed.")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "soft_cross_entropy", killed_in_step_3)
+    out = tmp_path / "run"  # the loss runs in steps only (no validation, no image grids)
+    settings = ["run.ckpt_every=2", "run.val_every=100", "run.image_every=100"]
+    assert train(out, *settings, iterations=8) == 8
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "a data loader worker died during step 3" in text
+    assert "step 3 may be half applied, so it is not saved" in text
+    assert ckpt.load(out / "latest.pt")["step"] == 2
+    monkeypatch.undo()
+    _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)
+
+
+def test_a_killed_loader_worker_ends_the_run_with_a_way_to_go_on(tmp_path, monkeypatch,
+                                                                 capsys):
+    """A real worker process killed (SIGKILL, as the out-of-memory killer sends): exit 8 with
+    the message, wherever the news reached the main process, and going on matches a run that
+    never stopped."""
+    import os
+    import signal
+
+    from splitbrain.data import SamplePhotos
+
+    real = SamplePhotos.__getitem__
+    reads, killed = tmp_path / "reads", tmp_path / "killed"
+
+    def dies_once(self, index):
+        if torch.utils.data.get_worker_info() is not None:  # in the worker only
+            with open(reads, "a") as f:
+                f.write(".")
+            if reads.stat().st_size == 20 and not killed.exists():
+                killed.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, index)
+
+    monkeypatch.setattr(SamplePhotos, "__getitem__", dies_once)
+    out, settings = tmp_path / "run", ["data.workers=1", "run.ckpt_every=2", "run.val_every=100"]
+    assert train(out, *settings, iterations=8) == 8
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "a data loader worker died" in text and "killed by signal" in text
+    assert f"--resume run.out={out}" in text
+    monkeypatch.undo()
+    _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)

@@ -261,6 +261,24 @@ def main(argv=None):
               log=log, code=4)
     except HostSyncError as err:
         fatal(f"run.sync_debug: {err}", log=log, code=5)
+    except engine.LoaderDiedError as err:
+        # Between steps the weights, optimiser and step agree, and the data order follows
+        # from the step alone, so a save then resumes exactly.
+        saved = (f"the last checkpoint is {latest}" if latest.exists() else
+                 "no checkpoint was written yet")
+        if not err.whole:
+            saved = f"step {err.step + 1} may be half applied, so it is not saved; {saved}"
+        elif ctx.is_main:
+            try:
+                save("latest", err.step, {"best_val_loss": err.best_loss})
+                saved = f"saved {latest} at step {err.step}"
+            except (OSError, engine.NonFiniteLossError) as save_err:
+                saved += f" (saving step {err.step} failed: {save_err})"
+        then = (f"Resume with: python tools/train.py --task {args.task} --resume "
+                f"run.out={run_dir}" if latest.exists() else "Start again")
+        fatal(f"{err}. The worker was probably killed for memory (see `dmesg`) or crashed "
+              f"decoding a file; {saved}. {then} (with fewer data.workers if memory ran out)",
+              log=log, code=8)
     except engine.NonFiniteLossError as err:
         kept = latest if latest.exists() else "none yet"
         fatal(f"{err}; stopping. Last good checkpoint: {kept}. "
