@@ -189,7 +189,8 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     Raises:
         NonFiniteLossError: the loss became NaN or inf (the message names the step); no
             checkpoint is written after that step.
-        LoaderDiedError: a loader worker process died; the weights of its ``step`` are whole.
+        LoaderDiedError: a loader worker process died; its ``whole`` says whether the
+            weights are those of its ``step`` (and may be saved).
     """
     step = start_step
     meter = Throughput()
