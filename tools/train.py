@@ -67,6 +67,7 @@ def main(argv=None):
     use_fast_kernels(ctx.device)
     run_dir = Path(cfg["run"]["out"])
     latest = run_dir / "latest.pt"
+    resume = f"python tools/train.py --task {args.task} --resume run.out={run_dir}"
 
     # --- resume or start -------------------------------------------------------------------
     state, new_keys, changes = None, [], []
@@ -162,8 +163,7 @@ def main(argv=None):
     def write_failed(err):
         if latest.exists():
             then = (f"the last complete one: {latest}. Free space (or fix {run_dir}), then "
-                    f"resume with: python tools/train.py --task {args.task} --resume "
-                    f"run.out={run_dir}")
+                    f"resume with: {resume}")
         else:
             then = f"none was written yet. Free space (or fix {run_dir}) and start again"
         fatal(f"writing to {run_dir} failed: {err}. Checkpoints are written whole or not at "
@@ -274,8 +274,7 @@ def main(argv=None):
                 saved = f"saved {latest} at step {err.step}"
             except (OSError, engine.NonFiniteLossError) as save_err:
                 saved += f" (saving step {err.step} failed: {save_err})"
-        then = (f"Resume with: python tools/train.py --task {args.task} --resume "
-                f"run.out={run_dir}" if latest.exists() else "Start again")
+        then = f"Resume with: {resume}" if latest.exists() else "Start again"
         fatal(f"{err}. The worker was probably killed for memory (see `dmesg`) or crashed "
               f"decoding a file; {saved}. {then} (with fewer data.workers if memory ran out)",
               log=log, code=8)
@@ -290,8 +289,7 @@ def main(argv=None):
             raise
         cause = getattr(err, "inner_exception", None) or err  # the compiler's own error
         first = (str(cause).strip().splitlines() or [""])[0][:300]
-        again = (f"python tools/train.py --task {args.task} --resume run.out={run_dir} "
-                 f"run.compile=false" if latest.exists() else
+        again = (f"{resume} run.compile=false" if latest.exists() else
                  "the same command with run.compile=false")
         fatal(f"run.compile: torch.compile could not compile the network "
               f"({type(cause).__name__}: {first}). Train without it: {again}",
@@ -304,8 +302,7 @@ def main(argv=None):
     if stop.agreed:  # a signal here, or on another process (torchrun signals one node only)
         why = stop.name or "a stop signal on another process"
         log(f"{why}: stopped at step {step} of {o['iterations']}; saved {latest}. "
-            f"Resume with: python tools/train.py --task {args.task} --resume "
-            f"run.out={run_dir}")
+            f"Resume with: {resume}")
         distributed.close()
         sys.exit(stop.exit_code or StopSignals.CODES[signal.SIGTERM])
     bad, text = health.summary()
