@@ -284,3 +284,121 @@ class SplitBrainObjective:
             rows["ab2l_lightness"] = _grey(pred_l)
             rows["true_lightness"] = _grey(pred.L)
         return rows
+
+
+# --- autoencoder ------------------------------------------------------------------------------
+
+# Raw Lab -> the network's scale: L (L - 50) / 100, ab / 110; the neutral grey (50, 0, 0) is 0.
+_LAB_SHIFT = (50.0, 0.0, 0.0)
+_LAB_SCALE = (100.0, color.AB_SCALE, color.AB_SCALE)
+
+
+def _per_channel(values, like):
+    return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, 3, 1, 1)
+
+
+def normalize_lab(lab):
+    """Raw Lab (B, 3, H, W) -> (L - 50) / 100, a / 110, b / 110: the autoencoder's targets."""
+    return (lab - _per_channel(_LAB_SHIFT, lab)) / _per_channel(_LAB_SCALE, lab)
+
+
+def corrupt_lab(lab, noise=0.0, drop=0.0, generator=None):
+    """A corrupted copy of a raw Lab batch: the denoising autoencoder's input.
+
+    Args:
+        lab: (B, 3, H, W) raw Lab.
+        noise: standard deviation of Gaussian noise added to every channel, in the network's
+            units (so 0.1 is 10 L units and 11 ab units).
+        drop: probability that a pixel is dropped: its three channels replaced by the neutral
+            grey (L 50, a 0, b 0), which the network sees as 0. Each pixel independently;
+            the split-brain paper's "drop" autoencoder drops half (0.5).
+        generator: a ``torch.Generator`` on ``lab``'s device, or None for the global one.
+
+    Returns:
+        (B, 3, H, W); ``lab`` itself when both are 0.
+    """
+    if noise < 0 or not 0 <= drop < 1:
+        raise ValueError(f"corruption needs noise >= 0 and 0 <= drop < 1, got noise={noise}, "
+                         f"drop={drop}")
+    x = lab
+    if noise > 0:
+        x = x + noise * _per_channel(_LAB_SCALE, lab) * torch.randn(
+            lab.shape, generator=generator, device=lab.device, dtype=lab.dtype)
+    if drop > 0:
+        b, _, h, w = lab.shape
+        keep = torch.rand((b, 1, h, w), generator=generator, device=lab.device) >= drop
+        x = torch.where(keep, x, _per_channel(_LAB_SHIFT, lab))
+    return x
+
+
+class AutoencoderObjective:
+    """Lab -> Lab reconstruction (L2), from a clean or a corrupted input.
+
+    The autoencoder baselines of Zhang, Isola, Efros, "Split-Brain Autoencoders", CVPR 2017
+    (Table 2): a plain autoencoder (``noise = drop = 0``) and a denoising one. The target is
+    always the clean image, normalised by :func:`normalize_lab` and sampled at the head's
+    resolution (nearest, as the cross-channel targets are); only the input is corrupted.
+
+    Corruption is drawn from a generator seeded by ``seed`` and the number of training
+    steps taken (``step``, which a resumed run sets), so a resumed run corrupts its batches
+    exactly as an uninterrupted one; evaluation (the model in eval mode) uses one fixed draw.
+
+    Args:
+        noise, drop: see :func:`corrupt_lab`.
+        seed: the run's seed.
+    """
+
+    def __init__(self, noise=0.0, drop=0.0, seed=0):
+        corrupt_lab(torch.zeros(1, 3, 1, 1), noise, drop)  # validates both
+        self.noise, self.drop, self.seed = noise, drop, seed
+        self.step = 0
+        self.class_weights = None  # no colour classes; kept for the shared set-up code
+
+    def _generator(self, device, training):
+        if self.noise == 0 and self.drop == 0:
+            return None
+        # Training step s draws from seed (seed, s); evaluation always from (seed, -1).
+        index = self.step if training else -1
+        return torch.Generator(device=device).manual_seed(
+            (self.seed * 1_000_003 + index) % (2 ** 63))
+
+    def __call__(self, model, rgb):
+        """Loss of ``model`` on an sRGB batch (B, 3, H, W), uint8 or float in [0, 1]."""
+        lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
+        training = model.training and torch.is_grad_enabled()
+        x = corrupt_lab(lab, self.noise, self.drop, self._generator(lab.device, training))
+        if training:
+            self.step += 1
+        output = model(x)  # (B, 3, h, w) normalised Lab
+        target = F.interpolate(normalize_lab(lab), size=output.shape[-2:], mode="nearest")
+        loss = losses.l2_regression(output, target)
+        return loss, {"loss": loss.detach()}, _Reconstruction(output, lab[:, :1], lab, x)
+
+    def new_metrics(self):
+        return {}  # no colour prediction to score
+
+    def update_metrics(self, metrics, rgb, pred):
+        pass
+
+    def histograms(self, pred):
+        return {}
+
+    def visuals(self, rgb, pred):
+        """The (corrupted) input, the reconstruction (upsampled) and the truth, as sRGB."""
+        size = pred.L.shape[-2:]
+        recon = pred.output * _per_channel(_LAB_SCALE, pred.output) + _per_channel(
+            _LAB_SHIFT, pred.output)
+        recon = F.interpolate(recon, size=size, mode="bilinear", align_corners=False)
+        return {"input": color.lab_to_rgb(_in_gamut(pred.input)),
+                "reconstruction": color.lab_to_rgb(_in_gamut(recon)),
+                "truth": color.to_float_rgb(rgb)}
+
+
+def _in_gamut(lab):
+    """Raw Lab clamped to L in [0, 100], ab in [-110, 110], for display."""
+    return torch.cat([lab[:, :1].clamp(0, 100), lab[:, 1:].clamp(-110, 110)], dim=1)
+
+
+@dataclass
+class _Reconstruction(Prediction):
+    input: torch.Tensor = None  # (B, 3, H, W): what the network saw

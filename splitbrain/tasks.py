@@ -1,4 +1,7 @@
-"""The two training tasks: which model a config asks for, its objective, what checkpoints keep.
+"""The training tasks: which model a config asks for, its objective, what checkpoints keep.
+
+colorize (L -> ab), splitbrain (each half of Lab predicts the other) and autoencoder (Lab ->
+Lab, plain or denoising: the split-brain paper's baselines).
 
 :func:`setup` builds a run's model, ab prior and objective from its config; tools/train.py calls
 it. :func:`objective_from_checkpoint` rebuilds the objective of a finished run (with the run's
@@ -11,7 +14,8 @@ import torch
 
 from . import color, distributed, perceptual
 from .models import build_model
-from .objectives import ColorizationObjective, PerceptualTerm, SplitBrainObjective
+from .objectives import (AutoencoderObjective, ColorizationObjective, PerceptualTerm,
+                         SplitBrainObjective)
 from .prior import estimate_prior, load_prior
 
 
@@ -72,7 +76,7 @@ def splitbrain_model_spec(cfg):
     m = cfg["model"]
     return {"name": m["name"], "kwargs": {"blur": m["blur"], "padding": m["padding"],
                                           "norm": m["norm"], "heads": list(m["heads"]),
-                                          "half": m["half"]}}
+                                          "half": m["half"], "width": m["width"]}}
 
 
 def split_specs(model):
@@ -95,6 +99,23 @@ def splitbrain_color_state(cfg, model, prior):
     return state
 
 
+# --- autoencoder ----------------------------------------------------------------------------
+
+def autoencoder_model_spec(cfg):
+    m = cfg["model"]
+    return {"name": m["name"], "kwargs": {"blur": m["blur"], "padding": m["padding"],
+                                          "norm": m["norm"]}}
+
+
+def autoencoder_objective(cfg, model, prior):
+    c = cfg["corrupt"]
+    return AutoencoderObjective(noise=c["noise"], drop=c["drop"], seed=cfg["run"]["seed"])
+
+
+def autoencoder_color_state(cfg, model, prior):
+    return {"l_norm": model.l_norm, "corrupt": dict(cfg["corrupt"])}
+
+
 # --- the table and the set-up -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -111,6 +132,8 @@ TASKS = {
                      lambda cfg: True, colorize_perceptual),
     "splitbrain": Task(splitbrain_model_spec, splitbrain_objective, splitbrain_color_state,
                        lambda cfg: cfg["color"]["rebalance"]),
+    "autoencoder": Task(autoencoder_model_spec, autoencoder_objective, autoencoder_color_state,
+                        lambda cfg: False),
 }
 
 
@@ -147,10 +170,15 @@ def setup(task, cfg, train_set, device, log, resume=None):
     t = TASKS[task]
     spec = t.model_spec(cfg)
     model = build_model(spec["name"], **spec["kwargs"])
-    # Estimated once, on rank 0, and broadcast in a distributed run.
-    prior = distributed.from_main(lambda: choose_prior(cfg["color"], train_set, device, log,
-                                                       resume, t.needs_prior(cfg)))
+    # Estimated once, on rank 0, and broadcast in a distributed run (the autoencoder has
+    # no colour classes, so no "color" keys and no prior).
+    prior = None
+    if "color" in cfg:
+        prior = distributed.from_main(lambda: choose_prior(cfg["color"], train_set, device, log,
+                                                           resume, t.needs_prior(cfg)))
     objective = t.objective(cfg, model, prior)
+    if resume is not None and hasattr(objective, "step"):  # its corruption follows the step
+        objective.step = resume["step"]
     objective.class_weights = (None if objective.class_weights is None
                                else objective.class_weights.to(device))
     if t.extra_loss is not None:
@@ -184,7 +212,7 @@ def check_config(task, cfg):
     from .models.layers import BLUR_SIZES
     from .runtime import PRECISIONS
 
-    m, d, c, o, r = cfg["model"], cfg["data"], cfg["color"], cfg["optim"], cfg["run"]
+    m, d, o, r = cfg["model"], cfg["data"], cfg["optim"], cfg["run"]
     problems = []
 
     def need(ok, key, value, what):
@@ -206,17 +234,8 @@ def check_config(task, cfg):
     need(o["lr_gamma"] > 0, "optim.lr_gamma", o["lr_gamma"], "must be > 0")
     need(all(isinstance(s, int) and s > 0 for s in o["lr_steps"]), "optim.lr_steps",
          o["lr_steps"], "positive step numbers")
-    need(1 <= c["k"] <= color.NUM_AB_BINS, "color.k", c["k"], f"in 1..{color.NUM_AB_BINS}")
-    need(c["sigma"] > 0, "color.sigma", c["sigma"], "must be > 0")
-    need(0 < c["lambda"] <= 1, "color.lambda", c["lambda"], "in (0, 1]")
-    need(c["temperature"] >= 0, "color.temperature", c["temperature"],
-         "must be >= 0 (0 decodes the mode)")
-    need(c["prior_sigma"] > 0, "color.prior_sigma", c["prior_sigma"], "must be > 0")
-    need(c["prior_images"] >= 0, "color.prior_images", c["prior_images"], "must be >= 0")
-    if c["prior"]:
-        from pathlib import Path
-        need(Path(c["prior"]).is_file(), "color.prior", c["prior"],
-             "file not found; make one with tools/compute_prior.py or set color.prior=null")
+    if "color" in cfg:
+        problems += _color_problems(cfg["color"])
     for key in ("crop", "val_crop", "train_length", "val_length"):
         need(d[key] >= 1, f"data.{key}", d[key], "must be at least 1")
     need(d["workers"] >= 0, "data.workers", d["workers"], "must be >= 0")
@@ -238,12 +257,41 @@ def check_config(task, cfg):
     if task == "colorize":
         need(m["head"] in color.HEADS, "model.head", m["head"], f"one of {', '.join(color.HEADS)}")
         problems += _loss_problems(cfg)
-    else:
+    elif task == "splitbrain":
         need(all(h in color.HEADS for h in m["heads"]) and len(m["heads"]) == 2, "model.heads",
              m["heads"], "two of cl | reg, e.g. [cl, cl]")
+        need(m["width"] in ("half", "full"), "model.width", m["width"],
+             "half (each half half as wide as the single network, the paper) | full")
+    else:
+        c = cfg["corrupt"]
+        need(c["noise"] >= 0, "corrupt.noise", c["noise"], "must be >= 0 (0: no noise)")
+        need(0 <= c["drop"] < 1, "corrupt.drop", c["drop"],
+             "in [0, 1): the share of input pixels dropped (0: none)")
     if problems:
         raise ValueError("bad config values:\n  " + "\n  ".join(problems))
     _check_crops(task, cfg)
+
+
+def _color_problems(c):
+    """What is wrong with a config's ``color.*`` keys, as message lines."""
+    problems = []
+
+    def need(ok, key, value, what):
+        if not ok:
+            problems.append(f"{key}={value!r}: {what}")
+
+    need(1 <= c["k"] <= color.NUM_AB_BINS, "color.k", c["k"], f"in 1..{color.NUM_AB_BINS}")
+    need(c["sigma"] > 0, "color.sigma", c["sigma"], "must be > 0")
+    need(0 < c["lambda"] <= 1, "color.lambda", c["lambda"], "in (0, 1]")
+    need(c["temperature"] >= 0, "color.temperature", c["temperature"],
+         "must be >= 0 (0 decodes the mode)")
+    need(c["prior_sigma"] > 0, "color.prior_sigma", c["prior_sigma"], "must be > 0")
+    need(c["prior_images"] >= 0, "color.prior_images", c["prior_images"], "must be >= 0")
+    if c["prior"]:
+        from pathlib import Path
+        need(Path(c["prior"]).is_file(), "color.prior", c["prior"],
+             "file not found; make one with tools/compute_prior.py or set color.prior=null")
+    return problems
 
 
 def _loss_problems(cfg):

@@ -9,7 +9,8 @@ from splitbrain.models import MODELS, AlexNetEncoder, SplitBrain, SplitBrainHalf
 from splitbrain.models.layers import make_pool, make_strided_conv
 
 SPLITBRAIN_MODELS = ("splitbrain_alexnet", "splitbrain_alexnet_small")
-SMALL_MODELS = ("eccv16_small", "alexnet_colorization_small", "splitbrain_alexnet_small")
+SMALL_MODELS = ("eccv16_small", "alexnet_colorization_small", "splitbrain_alexnet_small",
+                "alexnet_colorization_cifar", "splitbrain_alexnet_cifar", "autoencoder_alexnet_cifar")
 
 # name -> (input size, expected output shapes (C, h, w) per head), from the architectures:
 # ECCV16 predicts at 1/4 resolution; AlexNet at 67 px: conv1 15 -> pool1 7 -> pool2 3, kept by
@@ -21,6 +22,13 @@ EXPECTED = {
     "alexnet_colorization_small": (67, [(313, 3, 3)]),
     "splitbrain_alexnet": (67, [(313, 3, 3), (50, 3, 3)]),
     "splitbrain_alexnet_small": (67, [(313, 3, 3), (50, 3, 3)]),
+    # The "cifar" layout: conv1 at stride 1, pool1 and pool2 halve: 32 -> 16 -> 8.
+    "alexnet_colorization_cifar": (32, [(313, 8, 8)]),
+    "splitbrain_alexnet_cifar": (32, [(313, 8, 8), (50, 8, 8)]),
+    # Autoencoders regress L, a, b at conv5's resolution.
+    "autoencoder_alexnet": (67, [(3, 3, 3)]),
+    "autoencoder_alexnet_small": (67, [(3, 3, 3)]),
+    "autoencoder_alexnet_cifar": (32, [(3, 8, 8)]),
 }
 
 
@@ -104,14 +112,17 @@ def test_blur_sets_the_antialiasing_filter_of_every_downsampling(name):
 
 # Total stride at a feature tap: a circular shift of the input by it must shift the tap by
 # exactly one cell wherever neither map's receptive field reaches the border or the wrap.
-TOTAL_STRIDE = {"eccv16_small": ("conv3", 8, 224), "alexnet_colorization_small": ("conv5", 16, 387),
-                "splitbrain_alexnet_small": ("conv5", 16, 387)}
+# (tap, stride, input size, cells left out at each edge)
+TOTAL_STRIDE = {"eccv16_small": ("conv3", 8, 224, 6),
+                "alexnet_colorization_small": ("conv5", 16, 387, 6),
+                "splitbrain_alexnet_small": ("conv5", 16, 387, 6),
+                "splitbrain_alexnet_cifar": ("conv5", 4, 128, 12)}
 
 
 @pytest.mark.parametrize("blur", [1, 2, 3, 5])
 @pytest.mark.parametrize("name", list(TOTAL_STRIDE))
 def test_a_shift_by_the_total_stride_shifts_the_features_by_one_cell(name, blur):
-    layer, stride, size = TOTAL_STRIDE[name]
+    layer, stride, size, m = TOTAL_STRIDE[name]
     torch.manual_seed(0)
     model = build_model(name, blur=blur).eval()
     x = model_input(model, lab_batch(1, size))
@@ -119,7 +130,7 @@ def test_a_shift_by_the_total_stride_shifts_the_features_by_one_cell(name, blur)
     with torch.no_grad():
         a = model.forward_features(x, [layer])[layer]
         b = model.forward_features(shifted, [layer])[layer]
-    m = 6  # cells whose receptive field reaches the border or the wrapped strip are left out
+    # m: cells whose receptive field reaches the border or the wrapped strip are left out
     assert a.shape[-1] > 2 * m + 2
     inner_a, inner_b = a[..., m:-m - 1, m:-m - 1], b[..., m + 1:-m, m + 1:-m]
     assert inner_a.abs().max() > 0
@@ -463,3 +474,28 @@ def test_from_halves_rejects_halves_that_do_not_fit():
     ab2l_center = build_model("splitbrain_alexnet_small", half="ab2l", l_norm="center")
     with pytest.raises(ValueError, match="l_norm"):
         SplitBrain.from_halves(l2ab_small, ab2l_center)
+
+
+def test_full_width_halves_are_as_wide_as_the_single_network():
+    # A cross-channel encoder trained alone (ab -> L) at width "full" has the widths of the
+    # colorization net (L -> ab), so the study's rows compare features of one size.
+    alone = build_model("splitbrain_alexnet_cifar", half="ab2l", width="full")
+    single = build_model("alexnet_colorization_cifar")
+    assert alone.feature_channels == single.feature_channels
+    joined = build_model("splitbrain_alexnet_cifar")
+    assert joined.feature_channels == {k: v for k, v in single.feature_channels.items()}
+    assert all(h.feature_channels["conv3"] == single.feature_channels["conv3"] // 2
+               for h in joined.halves)
+    with pytest.raises(ValueError, match="width.*half.*full"):
+        build_model("splitbrain_alexnet_cifar", width="double")
+
+
+def test_the_autoencoder_reconstructs_all_of_lab_from_all_of_lab():
+    from splitbrain.models import is_autoencoder
+    model = build_model("autoencoder_alexnet_cifar")
+    assert model.spec == {"inputs": [0, 1, 2], "targets": [0, 1, 2], "num_classes": 3,
+                          "head": "reg"}
+    assert model.feature_channels == build_model("alexnet_colorization_cifar").feature_channels
+    assert is_autoencoder(model)
+    assert not is_autoencoder(build_model("splitbrain_alexnet_cifar", half="l2ab"))
+    assert not is_autoencoder(build_model("alexnet_colorization_cifar"))

@@ -14,9 +14,16 @@ resolution, fc6 is a 6×6 convolution with dilation 2 (padding 5, so the size is
     padding="official": conv1 padded by 5, pool1/pool2 by 1, as the official training net.
                         180 -> 12×12 (the split-brain paper's output), 227 -> 15×15,
                         96 -> 6×6
+    padding="cifar":    for 32×32 images: conv1 5×5 at stride 1 (padded by 2), pool1/pool2
+                        padded by 1, fc6 a 3×3 convolution. 32 -> 8×8 (conv1 32×32, conv2
+                        16×16, conv3-conv5 8×8): the 1/4-resolution output of the
+                        colorization nets, without upsampling the images.
 
-Both use the same weights, so a net trained with one can be run with the other.
+"alexnet" and "official" use the same weights, so a net trained with one can be run with the
+other; "cifar" has other kernel shapes.
 """
+
+from dataclasses import dataclass
 
 import torch.nn as nn
 
@@ -30,8 +37,22 @@ FC_WIDTH = 4096
 SMALL_FC_WIDTH = 512
 CONV_LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 
-# padding scheme -> (conv1 padding, pool1/pool2 padding); see the module docstring.
-PADDINGS = {"alexnet": (0, 0), "official": (5, 1)}
+CIFAR_WIDTHS = SMALL_WIDTHS  # (24, 64, 96, 96, 64): the quarter-width net suits 32×32 images
+CIFAR_FC_WIDTH = 256
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Kernel shapes of a padding scheme (see the module docstring)."""
+
+    conv1: tuple  # (kernel, stride, padding)
+    pool_padding: int  # of pool1 and pool2
+    fc6: tuple  # (kernel, dilation, padding): keeps conv5's size
+
+
+PADDINGS = {"alexnet": Layout((11, 4, 0), 0, (6, 2, 5)),
+            "official": Layout((11, 4, 5), 1, (6, 2, 5)),
+            "cifar": Layout((5, 1, 2), 1, (3, 1, 1))}
 
 
 def _lrn():
@@ -71,7 +92,7 @@ class AlexNetEncoder(_Tapped):
         widths: output channels of conv1..conv5.
         norm: "bn", "lrn" or "none".
         blur: anti-aliasing filter size of pool1 and pool2: 1 (plain max pooling), 2, 3 or 5.
-        padding: "alexnet" or "official"; see the module docstring.
+        padding: "alexnet", "official" or "cifar"; see the module docstring.
     """
 
     def __init__(self, in_channels=1, widths=ALEXNET_WIDTHS, norm="bn", blur=1,
@@ -82,10 +103,12 @@ class AlexNetEncoder(_Tapped):
         check_choice("norm", norm, NORMS)
         check_blur(blur)
         check_choice("padding", padding, tuple(PADDINGS))
-        conv1_pad, pool_pad = PADDINGS[padding]
+        layout = PADDINGS[padding]
+        pool_pad = layout.pool_padding
         w1, w2, w3, w4, w5 = widths
         self.in_channels = in_channels
-        self.conv1 = conv_bn_relu(in_channels, w1, 11, stride=4, padding=conv1_pad, norm=norm)
+        kernel, stride, pad = layout.conv1
+        self.conv1 = conv_bn_relu(in_channels, w1, kernel, stride=stride, padding=pad, norm=norm)
         self.norm1 = _lrn() if norm == "lrn" else nn.Identity()
         self.pool1 = make_pool(blur, 3, 2, pool_pad)
         self.conv2 = conv_bn_relu(w1, w2, 5, padding=2, norm=norm)
@@ -113,7 +136,8 @@ class AlexNetEncoder(_Tapped):
 class AlexNetFCN(_Tapped):
     """AlexNet encoder + fc6, fc7 as convolutions + a 1×1 head; fully convolutional.
 
-    The shared body of the colorization AlexNet and of each split-brain half. It takes an
+    The shared body of the colorization AlexNet, of each split-brain half and of the
+    autoencoder. It takes an
     already normalised input; subclasses override ``forward_features`` to normalise raw colour
     channels first (``forward`` goes through it).
 
@@ -132,7 +156,9 @@ class AlexNetFCN(_Tapped):
         self.encoder = AlexNetEncoder(in_channels, widths, norm, blur, padding)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.pool5 = make_pool(blur, 3, 1, padding=1)  # stride 1: keeps conv5's resolution
-        self.fc6 = conv_bn_relu(widths[4], fc_width, 6, padding=5, dilation=2, norm=norm)
+        kernel, dilation, pad = PADDINGS[padding].fc6
+        self.fc6 = conv_bn_relu(widths[4], fc_width, kernel, padding=pad, dilation=dilation,
+                                norm=norm)
         self.fc7 = conv_bn_relu(fc_width, fc_width, 1, norm=norm)
         self.head = nn.Conv2d(fc_width, num_classes, 1)
         self.feature_layers = CONV_LAYERS + ("fc6", "fc7")
@@ -182,3 +208,9 @@ def alexnet_colorization(**kwargs):
 def alexnet_colorization_small(**kwargs):
     """Colorization AlexNet with a quarter of the conv widths and 512-wide fc6/fc7."""
     return AlexNetColorization(**{"widths": SMALL_WIDTHS, "fc_width": SMALL_FC_WIDTH, **kwargs})
+
+
+def alexnet_colorization_cifar(**kwargs):
+    """Colorization AlexNet for 32×32 images: quarter widths, 256-wide fc6/fc7, "cifar" layout."""
+    return AlexNetColorization(**{"widths": CIFAR_WIDTHS, "fc_width": CIFAR_FC_WIDTH,
+                                  "padding": "cifar", **kwargs})

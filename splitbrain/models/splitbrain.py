@@ -20,13 +20,16 @@ import torch
 import torch.nn as nn
 
 from .. import color
-from .alexnet import ALEXNET_WIDTHS, CONV_LAYERS, AlexNetFCN
+from .alexnet import ALEXNET_WIDTHS, CIFAR_FC_WIDTH, CIFAR_WIDTHS, CONV_LAYERS, AlexNetFCN
 from .layers import check_choice, check_l_norm
 
 HALF_WIDTHS = tuple(w // 2 for w in ALEXNET_WIDTHS)  # (48, 128, 192, 192, 128)
 HALF_FC_WIDTH = 2048
 SMALL_HALF_WIDTHS = tuple(w // 4 for w in HALF_WIDTHS)  # (12, 32, 48, 48, 32)
 SMALL_HALF_FC_WIDTH = 512
+CIFAR_HALF_WIDTHS = tuple(w // 2 for w in CIFAR_WIDTHS)  # (12, 32, 48, 48, 32)
+CIFAR_HALF_FC_WIDTH = CIFAR_FC_WIDTH // 2
+WIDTHS = ("half", "full")  # of each half: half the single network's (the paper) | all of it
 
 # The one table of the Lab split's halves: name -> what it sees, what it predicts, its bins.
 LAB_HALVES = {
@@ -293,7 +296,11 @@ def _per_channel(values, channels):
     return torch.tensor([values[c] for c in channels]).view(1, -1, 1, 1)  # (1, C, 1, 1)
 
 
-def _build(kwargs, half, heads):
+def _build(kwargs, half, heads, width="half"):
+    check_choice("width", width, WIDTHS)
+    if width == "full":  # each half as wide as the single network: a cross-channel encoder alone
+        kwargs = dict(kwargs, widths=tuple(2 * w for w in kwargs.get("widths", HALF_WIDTHS)),
+                      fc_width=2 * kwargs.get("fc_width", HALF_FC_WIDTH))
     in_channels = kwargs.get("in_channels", 3)
     halves = [dict(h) for h in kwargs.pop("halves", LAB_SPLIT)]
     if heads is not None:
@@ -314,19 +321,33 @@ def _build(kwargs, half, heads):
     return SplitBrainHalf(**spec, **kwargs)
 
 
-def splitbrain_alexnet(half=None, heads=None, **kwargs):
+def splitbrain_alexnet(half=None, heads=None, width="half", **kwargs):
     """The paper's split-brain AlexNet (two half-width AlexNets), or one of its halves.
 
     Args:
         half: None or "both" for the whole model; "l2ab", "ab2l" (Lab split) or an index
             for one :class:`SplitBrainHalf` alone.
         heads: optional "cl" / "reg" per half, overriding the split's heads.
+        width: "half" (each half half as wide as AlexNet, the paper's split) or "full" (each
+            half as wide as AlexNet: how the paper trains a single cross-channel encoder,
+            e.g. ab -> L alone, to compare it with whole networks).
         **kwargs: :class:`SplitBrain` arguments (``halves``, ``blur``, ``padding``, ...).
     """
-    return _build(kwargs, half, heads)
+    return _build(kwargs, half, heads, width)
 
 
-def splitbrain_alexnet_small(half=None, heads=None, **kwargs):
+def splitbrain_alexnet_small(half=None, heads=None, width="half", **kwargs):
     """Split-brain AlexNet with a quarter of the half widths and 512-wide fc6/fc7, for CPU demos."""
     kwargs = {"widths": SMALL_HALF_WIDTHS, "fc_width": SMALL_HALF_FC_WIDTH, **kwargs}
-    return _build(kwargs, half, heads)
+    return _build(kwargs, half, heads, width)
+
+
+def splitbrain_alexnet_cifar(half=None, heads=None, width="half", **kwargs):
+    """Split-brain AlexNet for 32×32 images: halves of :func:`alexnet_colorization_cifar`.
+
+    Halves of 12, 32, 48, 48, 32 channels and 128-wide fc6/fc7 (together the widths of the
+    quarter-width AlexNet), in the "cifar" layout unless ``padding`` says otherwise.
+    """
+    kwargs = {"widths": CIFAR_HALF_WIDTHS, "fc_width": CIFAR_HALF_FC_WIDTH, "padding": "cifar",
+              **kwargs}
+    return _build(kwargs, half, heads, width)

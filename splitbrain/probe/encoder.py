@@ -24,7 +24,7 @@ INITS = ("checkpoint", "random")  # the checkpoint's weights | the same architec
 # half trained alone (it picks its own channels out of the full Lab input).
 PROBE_MODEL_TYPES = (AlexNetColorization, SplitBrain, SplitBrainHalf)
 # Checkpoint tasks whose model has such an encoder.
-PROBED_TASKS = ("colorize", "splitbrain")
+PROBED_TASKS = ("colorize", "splitbrain", "autoencoder")
 
 
 # --- the encoder ------------------------------------------------------------------------------
