@@ -42,6 +42,25 @@ def silent(message):
     """The run log of ranks other than 0 in a distributed run: rank 0 speaks for the run."""
 
 
+class RunError(Exception):
+    """A problem the user can fix, raised by a run's library calls instead of exiting.
+
+    A tool reports it with ``fatal(err.message, log=err.log, code=err.code)``; a caller that
+    runs many runs in one process (a study) records it and goes on.
+
+    Attributes:
+        message: what went wrong and what to do, as :func:`fatal` prints it.
+        code: the exit code a tool ends with (2: bad settings or input; the training run's
+            others are listed in :mod:`splitbrain.lifecycle`).
+        log: the run's log when the message belongs in it (:func:`fatal` writes it there when
+            the log has its file), else None.
+    """
+
+    def __init__(self, message, code=2, log=None):
+        super().__init__(str(message))
+        self.message, self.code, self.log = str(message), code, log
+
+
 def fatal(message, log=None, code=2):
     """Report a problem the user can fix, without a traceback, and exit non-zero.
 

@@ -390,7 +390,8 @@ def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
         "import importlib.util, os, sys\n"
         f"spec = importlib.util.spec_from_file_location('train', {str(TRAIN)!r})\n"
         "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)\n"
-        "real, calls = train.engine.train_step, [0]\n"
+        "from splitbrain import engine\n"
+        "real, calls = engine.train_step, [0]\n"
         "def crash_once(*args, **kwargs):\n"
         "    calls[0] += 1\n"
         f"    first = not os.path.exists({str(marker)!r})\n"
@@ -398,7 +399,7 @@ def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
         f"        open({str(marker)!r}, 'w').close()\n"
         "        os._exit(9)  # a worker lost mid-run, after the checkpoint of step 4\n"
         "    return real(*args, **kwargs)\n"
-        "train.engine.train_step = crash_once\n"
+        "engine.train_step = crash_once\n"
         "train.main(sys.argv[1:])\n")
     args = [*TINY, "optim.iterations=7", "run.val_every=1000", "run.ckpt_every=4"]
     command = ["--auto-resume", *args, f"run.out={tmp_path / 'restarted'}"]
@@ -416,7 +417,7 @@ def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
                     weights(tmp_path / "one" / "latest.pt")) < 1e-5
 
 
-@pytest.mark.parametrize("error", ["RuntimeError", "train.HostSyncError"])
+@pytest.mark.parametrize("error", ["RuntimeError", "HostSyncError"])
 def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path, error):
     """An unexpected error (its traceback), or one the tool reports as a message: either way
     the failing rank's words reach the user, not only rank 0's."""
@@ -425,12 +426,14 @@ def test_an_error_on_one_rank_ends_the_job_with_its_message(tmp_path, error):
         "import importlib.util, os, sys\n"
         f"spec = importlib.util.spec_from_file_location('train', {str(TRAIN)!r})\n"
         "train = importlib.util.module_from_spec(spec); spec.loader.exec_module(train)\n"
-        "real = train.engine.train_step\n"
+        "from splitbrain import engine\n"
+        "from splitbrain.hostsync import HostSyncError\n"
+        "real = engine.train_step\n"
         "def failing(*args, **kwargs):\n"
         "    if os.environ['RANK'] == '1':\n"
         f"        raise {error}('injected failure on rank 1')\n"
         "    return real(*args, **kwargs)\n"
-        "train.engine.train_step = failing\n"
+        "engine.train_step = failing\n"
         "train.main(sys.argv[1:])\n")
     start = time.time()
     run = torchrun([*TINY, "optim.iterations=50", f"run.out={tmp_path / 'run'}"],
