@@ -23,6 +23,8 @@ The parts, each importing only the ones listed before it (and the errors defined
 - :mod:`.solver_sgd`: the paper's solver: BatchNorm + Linear heads trained with SGD.
 - :mod:`.solver_sklearn`: the small-data solver: cached features, scikit-learn logistic
   regression and k-NN.
+- :mod:`.run`: a whole probe run (:func:`.run.probe_run`, what ``tools/probe.py`` calls):
+  checks, the config's solver, the run folder and its results.
 
 The two solver modules are named after the config's ``probe.solver`` values.
 """
