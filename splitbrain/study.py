@@ -231,6 +231,11 @@ def make_splits(data_root, out, split):
         split: the study file's ``split`` (``val_per_class``, ``probe_per_class``, ``seed``).
     """
     out = Path(out)
+    # The split folders are reused only for the same data and settings.
+    settings = json.dumps({"data": str(Path(data_root).resolve()), **split}, sort_keys=True)
+    stamp = out / "split.json"
+    if out.exists() and not (stamp.exists() and stamp.read_text() == settings):
+        shutil.rmtree(out)
     train, test = _by_class(Path(data_root) / "train"), _by_class(Path(data_root) / "test")
     if sorted(train) != sorted(test):
         raise StudyError(f"{data_root}: train/ and test/ have different classes")
@@ -257,7 +262,24 @@ def make_splits(data_root, out, split):
             _link_tree(probe, tmp / "train")
             _link_tree(evaluated, tmp / "val")
             tmp.rename(root)
+    stamp.write_text(settings)
     return splits
+
+
+# Keys a study may change when it continues a finished or stopped stage: a longer schedule,
+# other loader processes; what the processes record about themselves.
+MAY_CHANGE = ("optim.iterations", "data.workers", "run.world_size")
+
+
+def check_same_settings(stored, cfg, where):
+    """Raise StudyError when a stage found on disk was made with other settings than ``cfg``."""
+    before, now = config_lib.flatten(stored), config_lib.flatten(cfg)
+    changed = sorted(k for k in set(before) | set(now)
+                     if k not in MAY_CHANGE and before.get(k) != now.get(k))
+    if changed:
+        shown = "; ".join(f"{k}: {before.get(k)!r} there, {now.get(k)!r} now" for k in changed[:4])
+        raise StudyError(f"{where} was made with other settings ({shown}); give the study "
+                         f"another --out, or remove {where} to redo it")
 
 
 # --- the stages of one row and seed ---------------------------------------------------------
@@ -291,7 +313,9 @@ def pretrain(study, row, seed, splits, run_dir, prior=None, extra=None, log=prin
     latest = Path(run_dir) / "latest.pt"
     resume = latest.exists()
     if resume:
-        step = ckpt.load(latest)["step"]
+        state = ckpt.load(latest)
+        check_same_settings(state["config"], cfg, run_dir)
+        step = state["step"]
         if step >= cfg["optim"]["iterations"]:
             return None
         log(f"{row.name} seed {seed}: continuing at step {step}")
@@ -319,11 +343,13 @@ def probe(study, row, seed, splits, eval_split, run_dir, probe_dir, extra=None):
     """Linear probes of conv1..conv5; returns {layer: {...}}, read back when already done."""
     from .probe.run import probe_run
 
+    cfg = probe_config(study, row, seed, splits, eval_split, run_dir, probe_dir, extra)
     done = Path(probe_dir) / "results.json"
     if done.exists():
+        check_same_settings(config_lib.load_yaml(Path(probe_dir) / "config.yaml"), cfg,
+                            probe_dir)
         return json.loads(done.read_text())["layers"]
     shutil.rmtree(probe_dir, ignore_errors=True)  # an interrupted probe: its files are partial
-    cfg = probe_config(study, row, seed, splits, eval_split, run_dir, probe_dir, extra)
     return probe_run(cfg)["results"]
 
 
@@ -531,17 +557,20 @@ def plot(study, outcome, path, eval_split):
 
     fig, ax = plt.subplots(figsize=(7.5, 4.5), dpi=120)
     x = list(range(1, len(LAYERS) + 1))
+    drawn = 0
     for name, layers in summarise(study, outcome).items():
         means = [layers[layer][0] for layer in LAYERS]
         if all(math.isnan(m) for m in means):
             continue
+        drawn += 1
         ax.errorbar(x, means, yerr=[layers[layer][1] for layer in LAYERS], marker="o",
                     capsize=3, label=study.rows[name].label)
     ax.set_xticks(x, LAYERS)
     ax.set_ylabel(f"linear-probe top-1 on CIFAR-10 {eval_split} (%)")
     ax.set_title(f"Frozen features of each pretraining ({len(study.budget['seeds'])} seeds)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if drawn:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     tmp = Path(path).with_name(Path(path).stem + ".tmp.png")
     fig.savefig(tmp)

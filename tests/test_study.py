@@ -210,6 +210,21 @@ def test_a_stopped_training_run_is_continued_from_its_checkpoint(photo_folder, s
     assert "resumed from" in (out / "runs" / "dae" / "seed0" / "train.log").read_text()
 
 
+def test_a_stage_made_with_other_settings_is_not_taken_as_done(photo_folder, study_file,
+                                                                tmp_path):
+    out = tmp_path / "study"
+    args = study_args(photo_folder, study_file, out, "--seeds", "0")
+    args[args.index("--rows") + 1] = "dae"
+    assert run_tool("study", args) == 0
+    # Another learning rate into the same folder: the finished run is not silently reused.
+    assert run_tool("study", args + ["--train", "optim.lr=0.5"]) == 1
+    md = (out / "study_test.md").read_text()
+    assert "dae seed 0 (pretrain):" in md and "optim.lr: 0.001 there, 0.5 now" in md
+    # Nor a finished probe with another solver setting.
+    assert run_tool("study", args + ["--probe", "sklearn.max_iter=7"]) == 1
+    assert "sklearn.max_iter: 50 there, 7 now" in (out / "study_test.md").read_text()
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra, message", [
@@ -265,3 +280,22 @@ def test_the_table_gives_mean_and_spread_per_layer_and_marks_missing_seeds(study
     assert "- sb_cl seed 1 (probe): boom" in text and "more" not in text
     assert "CIFAR-10 val" in text
 
+
+
+@pytest.mark.parametrize("budget", ["cpu", "gpu"])
+def test_every_row_of_every_budget_resolves_to_a_valid_config(budget, tmp_path):
+    """A typo in the study file fails here, not an hour into a study."""
+    study = study_lib.load_study(ROOT / "configs" / "study_cifar10.yaml", budget, root=ROOT)
+    splits = study_lib.Splits(*(tmp_path / n for n in ("train", "val", "probe_val",
+                                                       "probe_test", "test")))
+    for row in study.rows.values():
+        if row.task is not None:
+            cfg = study_lib.train_config(study, row, 1, splits, tmp_path / "run")
+            assert cfg["optim"]["iterations"] == study.budget["train"]["optim.iterations"]
+            for key, value in row.set.items():
+                section, name = key.split(".")
+                assert cfg[section][name] == value
+        cfg = study_lib.probe_config(study, row, 1, splits, "test", tmp_path / "run",
+                                     tmp_path / "probe")
+        assert cfg["data"]["source"] == str(tmp_path / "probe_test")
+    assert len(study.budget["seeds"]) >= 3
