@@ -370,9 +370,85 @@ def test_soft_encoding_of_any_float_gives_valid_bins_and_weights(values, k):
 @settings(max_examples=100, deadline=None)
 @given(st.lists(ANY_FLOAT, min_size=3, max_size=30))
 def test_lab_of_rgb_in_range_round_trips_and_bad_floats_never_index_out_of_range(values):
+    from splitbrain.hostsync import HostSyncWatch
+
     rgb = torch.tensor(values, dtype=torch.float32)[: len(values) // 3 * 3].reshape(1, 3, -1, 1)
     lab = color.rgb_to_lab(torch.nan_to_num(rgb).clamp(0, 1))
     assert torch.isfinite(lab).all()
     assert (lab[:, 0] >= -1e-3).all() and (lab[:, 0] <= 100 + 1e-3).all()
-    idx, w = color.soft_encode(color.rgb_to_lab(rgb * 255)[:, 1:], k=10)  # 0-255 floats: bad
+    # On a GPU (here: a CPU step under the sync watch, which stands for one) the range is not
+    # checked, as that would synchronise: 0-255 floats still give valid bins and weights.
+    bad = rgb * 255
+    with HostSyncWatch(device=[bad]):
+        idx, w = color.soft_encode(color.rgb_to_lab(bad)[:, 1:], k=10)
     assert idx.max() < color.NUM_AB_BINS and torch.isfinite(w).all()
+
+
+# --- bad arguments: a ValueError that says what is wrong, never a silent NaN -------------------
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=-1e6, max_value=1e6, width=32), min_size=3, max_size=30))
+def test_float_rgb_outside_0_1_is_refused_on_the_cpu_and_inside_is_converted(values):
+    rgb = torch.tensor(values, dtype=torch.float32)[: len(values) // 3 * 3].reshape(1, 3, -1, 1)
+    low, high = float(rgb.min()), float(rgb.max())
+    if low >= 0 and high <= 1:
+        assert torch.isfinite(color.rgb_to_lab(rgb)).all()
+        assert torch.isfinite(color.lightness(rgb)).all()
+    elif low < -1e-3 or high > 1 + 1e-3:
+        for convert in (color.rgb_to_lab, color.lightness, color.grey_rgb):
+            with pytest.raises(ValueError, match=r"float sRGB must be in \[0, 1\], got values "
+                                                 r"in \["):
+                convert(rgb)
+
+
+def test_0_255_floats_are_refused_with_the_way_out_and_uint8_is_never_checked():
+    photo = torch.from_numpy(skimage.data.astronaut()[::8, ::8]).permute(2, 0, 1)[None]
+    with pytest.raises(ValueError) as refused:
+        color.rgb_to_lab(photo.float())  # 0-255 floats: L would be about 7689
+    assert str(refused.value) == ("rgb_to_lab: float sRGB must be in [0, 1], got values in "
+                                  "[0, 255] (0-255 values? divide by 255 or pass uint8)")
+    torch.testing.assert_close(color.rgb_to_lab(photo), color.rgb_to_lab(photo.float() / 255))
+    assert color.rgb_to_lab(photo)[:, 0].max() <= 100 + 1e-3
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.floats(max_value=0.0), st.just(float("nan")), st.just(float("inf"))))
+def test_soft_encoding_refuses_a_width_that_is_not_a_finite_positive_number(sigma):
+    with pytest.raises(ValueError, match=r"sigma \(the Gaussian width in ab units\) must be a "
+                                         r"finite number > 0, got"):
+        color.soft_encode(torch.zeros(1, 2, 2, 2), 10, sigma)
+
+
+def test_soft_encoding_with_sigma_0_is_a_value_error_not_a_zero_division():
+    with pytest.raises(ValueError) as refused:
+        color.soft_encode(torch.zeros(1, 2, 2, 2), 10, 0.0)
+    assert str(refused.value) == ("sigma (the Gaussian width in ab units) must be a finite "
+                                  "number > 0, got 0.0")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.floats(max_value=-1e-30), st.just(float("nan")), st.just(float("inf")),
+                 st.just(float("-inf"))))
+def test_annealed_mean_refuses_a_temperature_that_is_not_finite_and_non_negative(t):
+    logits = torch.zeros(1, 313, 1, 1)
+    with pytest.raises(ValueError, match=r"temperature must be a finite number >= 0 \(0 "
+                                         r"decodes the most likely value\), got"):
+        color.annealed_mean(logits, color.ab_bin_centres(), t)
+    with pytest.raises(ValueError, match="temperature"):
+        color.decode_ab(logits, "cl", t)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1, width=32), min_size=313, max_size=313),
+       st.lists(st.integers(0, 312), min_size=1, max_size=5, unique=True),
+       st.sampled_from([float("nan"), float("inf"), -float("inf")]))
+def test_rebalancing_refuses_a_prior_with_nan_or_inf_and_never_returns_nan(values, where, bad):
+    prior = torch.tensor(values, dtype=torch.float64)
+    if prior.sum() > 0:
+        assert torch.isfinite(color.rebalance_weights(prior / prior.sum())).all()
+    prior[where] = bad
+    with pytest.raises(ValueError) as refused:
+        color.rebalance_weights(prior)
+    assert str(refused.value).startswith(
+        f"the ab prior must be finite probabilities >= 0 with a positive sum, but "
+        f"{len(where)} of its 313 entries are NaN or infinite")

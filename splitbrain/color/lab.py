@@ -12,7 +12,7 @@ import kornia
 import torch
 import torch.nn.functional as F
 
-from ..hostsync import upload
+from ..hostsync import upload, watching
 
 L_CENTER = 50.0
 AB_SCALE = 110.0  # ab regression targets and outputs are ab / AB_SCALE
@@ -66,9 +66,38 @@ def rgb_to_lab(rgb):
 
     Returns:
         Lab tensor of the same shape: L in [0, 100], a and b in about [-110, 110].
+
+    Raises:
+        ValueError: float input on the CPU outside [0, 1] (0-255 floats, say); see
+            :func:`check_float_rgb` for where this is checked.
     """
+    check_float_rgb(rgb, "rgb_to_lab")
     with _full_precision(rgb.device):
         return _lab_from_linear(kornia.color.rgb_to_linear_rgb(to_float_rgb(rgb)))
+
+
+# Float sRGB a little outside [0, 1] (rounding, resampling) is still sRGB; 0-255 is not.
+_RGB_SLACK = 1e-3
+
+
+def check_float_rgb(rgb, what="rgb"):
+    """Raise ValueError when float sRGB on the CPU is outside [0, 1]: 0-255 floats would give
+    L in the thousands without a word.
+
+    Checked on CPU tensors outside a :class:`hostsync.HostSyncWatch` only: reading the range of
+    a device tensor is a host-device synchronisation, which must never happen inside a training
+    step (``run.sync_debug``), and the watch makes a CPU step stand for a GPU one. uint8 input
+    is always in range; NaN is let through (it stays visible as NaN). The datasets serve uint8,
+    so the training step pays nothing; float callers on the CPU pay one pass over the values.
+    """
+    if rgb.dtype == torch.uint8 or rgb.device.type != "cpu" or watching() \
+            or not rgb.is_floating_point() or rgb.numel() == 0:
+        return
+    low, high = torch.aminmax(rgb.detach())
+    if low < -_RGB_SLACK or high > 1 + _RGB_SLACK:
+        hint = " (0-255 values? divide by 255 or pass uint8)" if high > 1.5 else ""
+        raise ValueError(f"{what}: float sRGB must be in [0, 1], got values in "
+                         f"[{float(low):.4g}, {float(high):.4g}]{hint}")
 
 
 def lab_to_rgb(lab, clip=True):
@@ -186,6 +215,7 @@ def lightness(rgb):
         y = lut_rg.index_select(0, index.view(-1))
         y = y.add_(lut_b.index_select(0, index.copy_(rgb[:, 2]).view(-1))).view(B, 1, H, W)
     else:
+        check_float_rgb(rgb, "lightness")
         with _full_precision(rgb.device):
             linear = kornia.color.rgb_to_linear_rgb(rgb)
             y = torch.einsum("c,bchw->bhw", _xyz_matrix(linear.device, linear.dtype)[1],

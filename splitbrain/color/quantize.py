@@ -17,6 +17,7 @@ Soft encoding finds each pixel's k nearest bins exactly, without measuring the d
 
 import functools
 import math
+import numbers
 
 import numpy as np
 import torch
@@ -338,7 +339,7 @@ def soft_encode(ab, k=10, sigma=5.0):
         ab: (B, 2, H, W) Lab ab values; exact for ab in [-128, 128), where Lab of sRGB lies;
             values outside are clamped to that square first (NaN counts as 0).
         k: number of nearest bins (the official training layer uses 10).
-        sigma: Gaussian width in ab units.
+        sigma: Gaussian width in ab units, a finite number > 0.
 
     Returns:
         indices: (B, k, H, W) long; index 0 along k is the nearest bin, the order of the
@@ -349,6 +350,9 @@ def soft_encode(ab, k=10, sigma=5.0):
         raise ValueError(f"expected ab of shape (B, 2, H, W), got {tuple(ab.shape)}")
     if not 1 <= k <= NUM_AB_BINS:
         raise ValueError(f"k must be in 1..{NUM_AB_BINS}, got {k}")
+    if not (isinstance(sigma, numbers.Real) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma (the Gaussian width in ab units) must be a finite number > 0, "
+                         f"got {sigma!r}")
     bins, d2 = _nearest(ab, k)  # (N, k) each
     # Softmax of -d2 / 2 sigma^2; column 0 is the nearest, so subtracting it keeps exp <= 1.
     weights = (d2 - d2[:, :1]).mul_(-0.5 / sigma**2).exp_()
@@ -381,11 +385,15 @@ def annealed_mean(logits, centres, temperature=0.38):
     Args:
         logits: (B, Q, H, W) class scores.
         centres: (Q, C) the value each class stands for (ab centres, or L centres as (Q, 1)).
-        temperature: T > 0, or 0 for the mode.
+        temperature: T > 0, or 0 for the mode (a finite Python number).
 
     Returns:
         (B, C, H, W) decoded values.
     """
+    if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature)
+            and temperature >= 0):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 decodes the most likely "
+                         f"value), got {temperature!r}")
     centres = centres.to(device=logits.device, dtype=torch.float32)
     if centres.dim() == 1:
         centres = centres[:, None]
@@ -393,7 +401,5 @@ def annealed_mean(logits, centres, temperature=0.38):
     if temperature == 0:
         mode = logits.argmax(1)  # (B, H, W)
         return centres[mode].permute(0, 3, 1, 2)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
     prob = torch.softmax(logits / temperature, dim=1)
     return torch.einsum("bqhw,qc->bchw", prob, centres)

@@ -96,10 +96,22 @@ def rebalance_weights(prior, lam=0.5):
 
     Returns:
         (313,) float32 weights.
+
+    Raises:
+        ValueError: ``lam`` outside (0, 1], or a prior with NaN, infinite or negative entries
+            or a zero sum (its weights would be NaN).
     """
     prior = torch.as_tensor(prior, dtype=torch.float64)
-    if not 0 < lam <= 1:
+    if not 0 < lam <= 1:  # also refuses NaN
         raise ValueError(f"lambda must be in (0, 1], got {lam}")
+    # Called once at set-up on a (313,) prior, never inside a step: reading it is cheap.
+    bad = int((~torch.isfinite(prior)).sum())
+    if bad or (prior < 0).any() or not prior.sum() > 0:
+        what = (f"{bad} of its {prior.numel()} entries are NaN or infinite" if bad else
+                "it has negative entries" if (prior < 0).any() else "it sums to 0")
+        raise ValueError(f"the ab prior must be finite probabilities >= 0 with a positive sum, "
+                         f"but {what}; recompute it (tools/compute_prior.py) or let the run "
+                         f"estimate it")
     w = 1.0 / ((1 - lam) * prior + lam / prior.numel())
     w = w / (prior * w).sum()
     return w.float()
