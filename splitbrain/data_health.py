@@ -18,7 +18,8 @@ def skip_reason(err):
     """The :data:`SKIP_REASONS` entry of an :class:`ImageReadError`."""
     reason = err.reason.lower()
     for code, words in ((3, ("empty file",)), (4, ("file not found", "is a folder")),
-                        (5, ("too large",)), (1, ("cannot identify", "not an image")),
+                        (5, ("too large", "over the limit")),
+                        (1, ("cannot identify", "not an image")),
                         (2, ("truncated", "broken", "corrupt", "decoder", "eof", "error"))):
         if any(w in reason for w in words):
             return SKIP_REASONS[code]

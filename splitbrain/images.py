@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -122,6 +123,14 @@ def _images_under(folder):
     return files
 
 
+def allow_pixels(max_pixels):
+    """Let Pillow open images up to ``max_pixels`` in this process (a tool's own limit above
+    Pillow's ``Image.MAX_IMAGE_PIXELS``); :func:`load_rgb` with ``max_pixels`` then enforces the
+    exact limit. Pillow's limit is process-wide: only ever raised here, never lowered."""
+    if Image.MAX_IMAGE_PIXELS is not None and max_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+
+
 def load_rgb(path, max_pixels=None):
     """Decode an image file to an 8-bit RGB PIL image.
 
@@ -141,7 +150,10 @@ def load_rgb(path, max_pixels=None):
     Args:
         path: the image file.
         max_pixels: refuse images with more pixels than this (width × height, read from the
-            file's header before any pixel is decoded); None keeps PIL's own limit alone.
+            file's header before any pixel is decoded); None: Pillow's ``MAX_IMAGE_PIXELS``.
+            Either way an image over the limit, a decompression bomb included, is refused with
+            one message: "WxH pixels (N megapixels) is over the limit of L megapixels". A
+            limit above Pillow's needs :func:`allow_pixels` first.
 
     Returns:
         A PIL image in mode "RGB".
@@ -152,19 +164,32 @@ def load_rgb(path, max_pixels=None):
             in a mode that cannot be converted. The message names the file and the problem.
     """
     path = Path(path)
+    limit = max_pixels if max_pixels is not None else Image.MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
-            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse both alike.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that: refused alike, unless
+            # our own limit is given (checked just below).
+            warnings.simplefilter("ignore" if max_pixels is not None else "error",
+                                  Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                _check_pixels(path, img.size, max_pixels)
+                _check_pixels(path, img.size, limit)
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 return to_rgb(img)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise ImageReadError(path, f"too large to decode safely ({err})") from None
+        # Pillow refused at its own limit (a bomb: huge, in a few bytes), before ours could
+        # look: the same message as ours, with the size read from the header.
+        limit = min(limit, Image.MAX_IMAGE_PIXELS or limit)  # the one that refused it
+        size = _header_size(path)
+        if size is not None:
+            reason = _over_limit(size, limit) or f"too large to decode safely ({err})"
+        else:  # no header reader: Pillow's words give the pixel count
+            found = re.search(r"\((\d+) pixels\)", str(err))
+            pixels = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else "the image"
+            reason = f"{pixels} is over the limit of {limit / 1e6:g} megapixels"
+        raise ImageReadError(path, reason) from None
     except FileNotFoundError:
         raise ImageReadError(path, "file not found") from None
     except IsADirectoryError:
@@ -180,11 +205,40 @@ def load_rgb(path, max_pixels=None):
 
 
 def _check_pixels(path, size, max_pixels):
+    reason = _over_limit(size, max_pixels)
+    if reason:
+        raise ImageReadError(path, reason)
+
+
+def _over_limit(size, max_pixels):
+    """The words for an image of ``size`` over ``max_pixels`` (None: no limit); None if not."""
     width, height = size
-    if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(path, f"{width}x{height} pixels ({width * height / 1e6:.1f} "
-                                   f"megapixels) is over the limit of {max_pixels / 1e6:g} "
-                                   f"megapixels")
+    if max_pixels is None or width * height <= max_pixels:
+        return None
+    return (f"{width}x{height} pixels ({width * height / 1e6:.1f} megapixels) is over the "
+            f"limit of {max_pixels / 1e6:g} megapixels")
+
+
+def _header_size(path):
+    """(width, height) from the image file's header, read by Pillow's format plugin without
+    its pixel limit (nothing is decoded); None when no plugin reads it."""
+    Image.init()
+    try:
+        with open(path, "rb") as fp:
+            prefix = fp.read(16)
+            for fmt in Image.ID:
+                factory, accept = Image.OPEN[fmt]
+                known = accept(prefix) if accept is not None else True
+                if not known or isinstance(known, str):  # a str: Pillow's warning, not a match
+                    continue
+                fp.seek(0)
+                try:
+                    return factory(fp, str(path)).size
+                except Exception:  # noqa: BLE001 - not this format
+                    continue
+    except OSError:
+        return None
+    return None
 
 
 def to_rgb(img):

@@ -11,6 +11,7 @@ Import this module only after ``GRADIO_TEMP_DIR`` is set (gradio reads it at imp
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +47,11 @@ class Limits:
     def describe(self):
         return (f"up to {self.max_bytes / 2**20:g} MB and {self.max_pixels / 1e6:g} megapixels "
                 f"a photo")
+
+
+def log(line):
+    """One line on the server's console (gradio's own log goes there too)."""
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def output_names(paths):
@@ -111,18 +117,21 @@ class Page:
                 image = self.read(path)
             except ImageReadError as err:
                 errors.append(f"**{Path(path).name}**: {err.reason}")
+                log(f"refused upload {Path(path).name}: {err.reason}")
                 continue
             try:
                 with self.lock:
                     result = colorize(image, colorizer)
             except ValueError as err:  # a broken model: every photo would come out wrong
-                raise gr.Error(f"{self.name}: {err}") from None
+                log(f"error: {self.name}: {err}")
+                raise gr.Error(f"{self.name}: {err}", print_exception=False) from None
             image.save(out / "before" / name)
             result.save(out / name)
             pairs.append((str(out / "before" / name), str(out / name)))
-        if not pairs:
+        if not pairs:  # each refusal is logged above, in one line: no traceback
             raise gr.Error("No photo could be read. " + " ".join(e.replace("**", "")
-                                                                 for e in errors))
+                                                                 for e in errors),
+                           print_exception=False)
         downloads = [after for _, after in pairs]
         if len(pairs) > 1:
             downloads.append(self._zip(out, downloads))

@@ -1,5 +1,8 @@
 """Shared fixtures: small real photographs (from scikit-image) written to temporary folders,
-and a small colorize checkpoint."""
+a decompression bomb, and a small colorize checkpoint."""
+
+import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -32,6 +35,23 @@ def write_photos():
         for i, path in enumerate(paths):
             _photo(PHOTOS[i % len(PHOTOS)], size).save(path)
         return paths
+    return write
+
+
+@pytest.fixture
+def bomb_png():
+    """``bomb_png(path, width=30000, height=30000)`` -> path: a PNG whose header says that many
+    pixels (1-bit grey) in 74 bytes, a decompression bomb. Pillow refuses it on opening, so
+    its pixel data is a stub."""
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    def write(path, width=30000, height=30000):
+        path.write_bytes(b"\x89PNG\r\n\x1a\n" +
+                         chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)) +
+                         chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+        return path
     return write
 
 

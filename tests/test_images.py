@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from splitbrain.images import IMAGE_EXTENSIONS, ImageReadError, find_images, load_rgb, to_rgb
+from splitbrain.data_health import skip_reason
+from splitbrain.images import (IMAGE_EXTENSIONS, ImageReadError, allow_pixels, find_images,
+                               load_rgb, to_rgb)
 
 
 def pixels(img):
@@ -136,8 +138,44 @@ def test_missing_file_is_an_image_read_error(tmp_path):
 def test_decompression_bomb_is_refused(tmp_path, photo, monkeypatch, limit):
     photo(size=(100, 100)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", limit)
-    with pytest.raises(ImageReadError, match="big.png.*too large to decode safely"):
+    with pytest.raises(ImageReadError) as refused:
         load_rgb(tmp_path / "big.png")
+    # Pillow's limit in the project's words, as for any photo over a limit.
+    assert refused.value.reason == (f"100x100 pixels (0.0 megapixels) is over the limit of "
+                                    f"{limit / 1e6:g} megapixels")
+    assert skip_reason(refused.value) == "too large"  # counted as such by a training run
+
+
+@pytest.mark.parametrize("max_pixels, limit", [(None, "89.4785"), (40_000_000, "40")])
+def test_a_real_decompression_bomb_gets_the_same_message_as_a_large_photo(
+        tmp_path, photo, bomb_png, max_pixels, limit):
+    # 30000x30000 pixels: past twice Pillow's limit, refused by Image.open itself.
+    bomb = bomb_png(tmp_path / "bomb.png")
+    assert bomb.stat().st_size < 100
+    with pytest.raises(ImageReadError) as refused:
+        load_rgb(bomb, max_pixels=max_pixels)
+    assert str(refused.value) == (f"cannot read image {bomb}: 30000x30000 pixels (900.0 "
+                                  f"megapixels) is over the limit of {limit} megapixels")
+    assert "decompression bomb" not in str(refused.value)
+    photo(size=(100, 80)).save(tmp_path / "p.png")
+    with pytest.raises(ImageReadError) as photo_refused:
+        load_rgb(tmp_path / "p.png", max_pixels=7999)
+    assert photo_refused.value.reason == ("100x80 pixels (0.0 megapixels) is over the limit of "
+                                          "0.007999 megapixels")
+
+
+def test_a_limit_above_pillows_opens_what_it_allows(tmp_path, photo, monkeypatch):
+    photo(size=(100, 100)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 10,000 pixels: twice past it
+    with pytest.raises(ImageReadError, match="over the limit of 0.001 megapixels"):
+        load_rgb(tmp_path / "big.png", max_pixels=20_000)  # Pillow's limit not yet raised
+    allow_pixels(20_000)
+    assert Image.MAX_IMAGE_PIXELS == 20_000
+    assert load_rgb(tmp_path / "big.png", max_pixels=20_000).size == (100, 100)
+    with pytest.raises(ImageReadError, match="over the limit of 0.009 megapixels"):
+        load_rgb(tmp_path / "big.png", max_pixels=9_000)
+    allow_pixels(5_000)  # never lowered
+    assert Image.MAX_IMAGE_PIXELS == 20_000
 
 
 def test_error_survives_pickling():

@@ -270,6 +270,34 @@ def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
     assert not (tmp_path / "out" / "p.png").exists()
 
 
+def test_colorizes_broken_weights_message_has_lines_of_its_own_beside_the_progress_bar(
+        trained, tmp_path, capsys, monkeypatch):
+    from PIL import Image
+    from tools_util import load_tool
+
+    state = torch.load(trained, weights_only=True)
+    for k, v in state["state_dict"].items():
+        if v.is_floating_point():
+            state["state_dict"][k] = torch.full_like(v, float("inf"))
+    state.pop("checksum")
+    torch.save(state, tmp_path / "broken.pt")
+    Image.new("RGB", (20, 16), (90, 90, 90)).save(tmp_path / "p.png")
+    tool = load_tool("colorize")
+    # The bar drawn as on a terminal (the tool asks tqdm to draw on terminals only).
+    bar = tool.tqdm
+    monkeypatch.setattr(tool, "tqdm", lambda *a, **k: bar(*a, **{**k, "disable": False,
+                                                                 "ncols": 80}))
+    with pytest.raises(SystemExit) as exited:
+        tool.main([str(tmp_path / "p.png"), "--ckpt", str(tmp_path / "broken.pt"), "-o",
+                   str(tmp_path / "out"), "--device", "cpu"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "colorize:" in err  # the bar was drawn
+    message = (f"error: {tmp_path / 'broken.pt'}: the model predicted non-finite colours: its "
+               f"weights are broken (a diverged training run?); use an earlier checkpoint\n")
+    assert err.endswith("\n" + message)  # on a line of its own, ended, and nothing after it
+
+
 def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_file(tmp_path):
     import numpy as np
     from PIL import Image
@@ -417,3 +445,58 @@ def test_serve_on_a_port_in_use_names_the_port_option(trained):
     assert "choose another with --port" in result.stderr and "Traceback" not in result.stderr
     workdir = re.search(r"uploads and results in (\S+)", result.stdout).group(1)
     assert not Path(workdir).exists()  # the temporary folder is still removed
+
+
+# --- too large a photo, a decompression bomb included: one message -----------------------------
+
+def test_a_decompression_bomb_gets_the_pages_own_message_and_one_console_line(
+        trained, tmp_path, photo, bomb_png, capsys, monkeypatch):
+    pytest.importorskip("gradio")
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # before the first import
+    import gradio as gr
+
+    from splitbrain import web
+    from splitbrain.colorize import load_colorizer
+
+    bomb = bomb_png(tmp_path / "bomb.png")
+    photo(size=(300, 200)).save(tmp_path / "big.png")
+    page = web.Page(load_colorizer(trained), "latest.pt", web.Limits(max_pixels=50_000),
+                    tmp_path / "work")
+    hint = ("is over the limit of 0.05 megapixels (start the page with --max-megapixels to "
+            "allow more)")
+    for path, size in ((bomb, "30000x30000 pixels (900.0 megapixels)"),
+                       (tmp_path / "big.png", "300x200 pixels (0.1 megapixels)")):
+        with pytest.raises(web.ImageReadError) as refused:
+            page.read(path)
+        assert refused.value.reason == f"{size} {hint}"  # the bomb's words are the photo's
+    capsys.readouterr()
+    with pytest.raises(gr.Error) as failed:
+        page.run([str(bomb)], 0.38, 64)
+    assert failed.value.message == (f"No photo could be read. bomb.png: 30000x30000 pixels "
+                                    f"(900.0 megapixels) {hint}")
+    assert failed.value.print_exception is False  # gradio prints no traceback for it
+    console = capsys.readouterr().err.splitlines()
+    assert len(console) == 1 and console[0].endswith(
+        f"refused upload bomb.png: 30000x30000 pixels (900.0 megapixels) {hint}")
+
+
+def test_a_decompression_bomb_gets_colorizes_own_message_and_the_other_photos_are_done(
+        trained, tmp_path, photo, bomb_png, capsys):
+    (tmp_path / "in").mkdir()
+    bomb = bomb_png(tmp_path / "in" / "bomb.png")
+    photo(size=(300, 200)).save(tmp_path / "in" / "ok.png")
+    common = ["--ckpt", trained, "--device", "cpu", "--size", 32]
+    assert run_tool("colorize", [tmp_path / "in", *common, "-o", tmp_path / "out"]) == 1
+    err = capsys.readouterr().err
+    # The default limit is Pillow's: 89.4785 megapixels.
+    assert (f"error: cannot read image {bomb}: 30000x30000 pixels (900.0 megapixels) is over "
+            f"the limit of 89.4785 megapixels (pass --max-megapixels to allow more)\n") in err
+    assert "decompression bomb" not in err and "Traceback" not in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png"]  # done anyway
+    # A photo over a limit given: the same message.
+    assert run_tool("colorize", [tmp_path / "in" / "ok.png", *common, "-o", tmp_path / "out2",
+                                 "--max-megapixels", "0.05"]) == 1
+    assert (f"error: cannot read image {tmp_path / 'in' / 'ok.png'}: 300x200 pixels "
+            f"(0.1 megapixels) is over the limit of 0.05 megapixels (pass --max-megapixels to "
+            f"allow more)\n") in capsys.readouterr().err
+    assert not (tmp_path / "out2" / "ok.png").exists()

@@ -22,11 +22,13 @@ from tqdm import tqdm
 
 from splitbrain import checkpoint as ckpt
 from splitbrain.colorize import colorize_tensor, load_colorizer, to_hwc
-from splitbrain.images import ImageReadError, find_images, load_rgb
+from splitbrain.images import ImageReadError, allow_pixels, find_images, load_rgb
 from splitbrain.runlog import fatal
 from splitbrain.runtime import resolve_device
 
 FORMATS = {"png": ".png", "jpg": ".jpg"}
+# Pillow's own default limit against decompression bombs (Image.MAX_IMAGE_PIXELS), 89.4785.
+DEFAULT_MEGAPIXELS = 1024 * 1024 * 1024 // 4 // 3 / 1e6
 
 
 def parse_args(argv):
@@ -47,8 +49,19 @@ def parse_args(argv):
                         help="write the grey input and the result in one image")
     parser.add_argument("--format", choices=sorted(FORMATS),
                         help="output format (default: the input's)")
+    parser.add_argument("--max-megapixels", type=_megapixels, default=DEFAULT_MEGAPIXELS,
+                        help=f"largest photo accepted, in megapixels (default "
+                             f"{DEFAULT_MEGAPIXELS:g}, Pillow's limit against decompression "
+                             f"bombs)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
+
+
+def _megapixels(text):
+    value = float(text)
+    if not 0.001 <= value <= 1e6:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be between 0.001 and 1e6, got {text}")
+    return value
 
 
 def _positive_int(text):
@@ -131,16 +144,21 @@ def main(argv=None):
         fatal(f"{len(existing)} output(s) already exist (e.g. {existing[0]}); pass --overwrite "
               f"to replace them or choose another -o folder")
 
+    max_pixels = int(args.max_megapixels * 1e6)
+    allow_pixels(max_pixels)  # Pillow's own limit must not stop a photo below ours
     failed, done = [], 0
     bar = tqdm(total=len(jobs), desc="colorize", unit="img", disable=None)
     for start in range(0, len(jobs), args.batch_size):
         loaded = []
         for src, dst in jobs[start:start + args.batch_size]:
             try:
-                loaded.append((src, dst, load_rgb(src)))
+                loaded.append((src, dst, load_rgb(src, max_pixels=max_pixels)))
             except ImageReadError as err:
-                failed.append((src, str(err)))
-                tqdm.write(f"error: {err}", file=sys.stderr)
+                why = str(err)
+                if "over the limit" in err.reason:
+                    why += " (pass --max-megapixels to allow more)"
+                failed.append((src, why))
+                tqdm.write(f"error: {why}", file=sys.stderr)
                 bar.update(1)
         # Photos of one size share a forward pass.
         by_size = {}
@@ -153,6 +171,7 @@ def main(argv=None):
                 arrays = colorize_batch([img for _, _, img in batch], colorizer,
                                         args.side_by_side)
             except ValueError as err:  # a broken model: every photo would come out wrong
+                bar.close()  # the bar's line ends first: the message gets lines of its own
                 fatal(f"{args.ckpt}: {err}")
             except (RuntimeError, MemoryError) as err:
                 if not out_of_memory(err):  # another failure: not a photo's fault

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from splitbrain.colorize import load_colorizer
+from splitbrain.images import allow_pixels
 from splitbrain.runlog import fatal
 from splitbrain.runtime import resolve_device
 
@@ -89,6 +90,7 @@ def main(argv=None):
         from splitbrain import web
         limits = web.Limits(max_bytes=int(args.max_upload_mb * 2**20),
                             max_pixels=int(args.max_megapixels * 1e6))
+        allow_pixels(limits.max_pixels)  # Pillow's own limit must not stop a photo below ours
         page = web.Page(colorizer, Path(args.ckpt).name, limits, workdir)
         print(f"uploads and results in {workdir} (removed at exit)", flush=True)
         blocks = web.build_page(page)
