@@ -206,7 +206,7 @@ def _resume_or_start(run, resume, auto_resume, overrides, config_given):
     notes += [f"resumed with {k} = {v!r} (was {before.get(k)!r})"
               for k, v in config_lib.flatten(run.cfg).items()
               if k in before and before[k] != v and k != "run.world_size"
-              and not k.startswith("optim.")]  # optim changes are logged where applied
+              and k not in _OPTIM_APPLIED]  # those are logged where applied
     old_model = config_lib.flatten(state["config"].get("model", {}))
     changed = sorted(k for k, v in config_lib.flatten(run.cfg["model"]).items()
                      if old_model.get(k, v) != v)
@@ -309,14 +309,20 @@ def _restore(run, state, notes, model, optimizer, scheduler, loader):
     return step, metrics.get("best_val_loss", float("inf"))
 
 
+# The optim keys the checkpoint's optimiser and schedule hold: apply_optim_changes makes a
+# change on --resume take effect and logs it. Every other changed key (optim.iterations,
+# optim.batch_size, ...) takes effect by being the run's config, and is logged on resume.
+_OPTIM_STATE_KEYS = ("lr", "betas", "weight_decay", "lr_steps", "lr_gamma")
+_OPTIM_APPLIED = {f"optim.{k}" for k in _OPTIM_STATE_KEYS}
+
+
 def apply_optim_changes(optimizer, scheduler, before, now, step):
     """Make optimiser settings given on --resume take effect (the checkpoint's would win).
 
     Only keys that differ from the checkpoint's config are touched, so a plain resume stays
     bit for bit the uninterrupted run. Returns a log line per change.
     """
-    changed = [k for k in ("lr", "betas", "weight_decay", "lr_steps", "lr_gamma")
-               if before.get(k) != now[k]]
+    changed = [k for k in _OPTIM_STATE_KEYS if before.get(k) != now[k]]
     if not changed:
         return []
     passed = sum(1 for milestone in now["lr_steps"] if milestone <= step)

@@ -165,17 +165,27 @@ def test_resuming_an_empty_checkpoint_names_the_problem_and_a_way_out(tmp_path):
     assert f"move {out / 'latest.pt'} aside" in result.stderr
 
 
-def test_optimiser_settings_given_on_resume_take_effect(tmp_path):
+def test_optimiser_settings_given_on_resume_take_effect_and_every_change_is_logged(
+        tmp_path, capsys):
+    # In-process: the command line's own exit codes are checked by the subprocess tests above.
     out = tmp_path / "run"
-    assert run([*TINY, "optim.iterations=2", f"run.out={out}"]).returncode == 0
-    resumed = run(["--task", "colorize", "--resume", f"run.out={out}", "optim.iterations=3",
-                   "optim.lr=0.123", "optim.weight_decay=0.01"])
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "resumed with optim.lr = 0.123 (was 0.001)" in resumed.stdout
+    assert run_tool("train", [*TINY, "optim.iterations=2", f"run.out={out}"]) == 0
+    capsys.readouterr()
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}",
+                              "optim.iterations=3", "optim.lr=0.123",
+                              "optim.weight_decay=0.01"]) == 0
+    said = capsys.readouterr().out
+    assert "resumed with optim.lr = 0.123 (was 0.001)" in said
+    assert "resumed with optim.weight_decay = 0.01 (was 0.0001)" in said
+    # Not an optimiser-state key, yet a change that takes effect: logged as well, and once.
+    assert said.count("resumed with optim.iterations = 3 (was 2)") == 1
+    log = (out / "train.log").read_text()
+    assert "resumed with optim.iterations = 3 (was 2)" in log and "done: 3 steps" in log
     state = ckpt.load(out / "latest.pt")
     group = state["optimizer"]["param_groups"][0]
     assert group["lr"] == pytest.approx(0.123) and group["weight_decay"] == 0.01
-    assert state["config"]["optim"]["lr"] == 0.123
+    assert state["config"]["optim"]["lr"] == 0.123 and state["step"] == 3
+    assert state["config"]["optim"]["iterations"] == 3
 
 
 # --- data health ------------------------------------------------------------------------------
