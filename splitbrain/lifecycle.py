@@ -24,6 +24,7 @@ process calls :func:`train_run`; rank 0 alone writes (logs, TensorBoard, checkpo
 import collections
 import contextlib
 import copy
+import shlex
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,9 +179,7 @@ def _resume_or_start(run, resume, auto_resume, overrides, config_given):
     try:
         state = ckpt.load(latest, task=run.task)
     except ckpt.CheckpointError as err:
-        hint = (f"move {latest} aside (or choose another run.out) to start anew"
-                if latest.exists() else "start without --resume")
-        raise RunError(f"{err}\nnothing to resume in {run_dir}; {hint}") from err
+        raise RunError(f"{err}\n{_damaged_latest_advice(run)}") from err
     if not {"config", "optimizer", "step"} <= set(state):
         raise RunError(f"{latest} is a checkpoint of weights only (published weights or "
                        f"tools/join_halves.py output), not of a training run, so there is no "
@@ -215,6 +214,38 @@ def _resume_or_start(run, resume, auto_resume, overrides, config_given):
                        f"checkpoint holds the network it describes); start a new run with "
                        f"another run.out")
     return state, notes
+
+
+def _damaged_latest_advice(run):
+    """What to do when latest.pt cannot be read: resume from the newest intact step_*.pt (or
+    best.pt) kept beside it, else start anew."""
+    latest, run_dir = run.latest, run.run_dir
+    if not latest.exists():
+        return f"nothing to resume in {run_dir}; start without --resume"
+    kept = sorted(run_dir.glob("step_*.pt"), reverse=True)  # zero-padded: newest first
+    intact = None
+    for path in kept:
+        try:
+            intact = (path, ckpt.load(path, task=run.task)["step"])
+            break
+        except (ckpt.CheckpointError, KeyError):
+            continue
+    best = run_dir / "best.pt"
+    if best.exists():
+        try:
+            step = ckpt.load(best, task=run.task)["step"]
+            if intact is None or step > intact[1]:
+                intact = (best, step)
+        except (ckpt.CheckpointError, KeyError):
+            pass
+    if intact is None:
+        none = (f"none of the {len(kept)} step_*.pt saves beside it is intact either; "
+                if kept else "")
+        return (f"nothing to resume in {run_dir}: {none}move {latest} aside (or choose "
+                f"another run.out) to start anew")
+    path, step = intact
+    return (f"{path.name} beside it is intact (step {step}): resume from there (the damaged "
+            f"file is kept as {latest.name}.old) with:\n  {_resume_from_command(run, path)}")
 
 
 def _check_and_load_data(run):
@@ -459,3 +490,13 @@ def _loop_error(run, err, save):
                         f"({type(cause).__name__}: {first}). Train without it: {again}",
                         log=log, code=7)
     return err
+
+
+def _resume_from_command(run, path):
+    """The shell command that makes ``path`` (a whole save in the run folder) the run's
+    latest.pt, keeping the current one as latest.pt.old, and resumes from it."""
+    latest = run.latest
+    keep_old = (f"mv {shlex.quote(str(latest))} {shlex.quote(str(latest) + '.old')} && "
+                if latest.exists() else "")
+    return (f"{keep_old}cp {shlex.quote(str(path))} {shlex.quote(str(latest))} && "
+            f"{run.command}")

@@ -7,6 +7,7 @@ them all (pytest selects every test unless told ``-m "not slow"``).
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -186,6 +187,47 @@ def test_optimiser_settings_given_on_resume_take_effect_and_every_change_is_logg
     assert group["lr"] == pytest.approx(0.123) and group["weight_decay"] == 0.01
     assert state["config"]["optim"]["lr"] == 0.123 and state["step"] == 3
     assert state["config"]["optim"]["iterations"] == 3
+
+
+def test_a_damaged_latest_beside_intact_saves_names_the_newest_and_its_command_works(
+        tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_tool("train", [*TINY, "optim.iterations=4", "run.ckpt_every=1", "run.keep=2",
+                              f"run.out={out}"]) == 0
+    latest = out / "latest.pt"
+    data = latest.read_bytes()
+    # Both newest files damaged (bit rot in latest.pt shows in its hard link step 4 too): the
+    # newest intact save is step 3. Replaced, not written in place, whatever links there are.
+    for name in ("latest.pt", "step_000000004.pt"):
+        (out / name).unlink()
+        (out / name).write_bytes(data[:len(data) // 2])
+    resume = f"python tools/train.py --task colorize --resume run.out={out}"
+    # best.pt (the validation at the last step, 4) is a whole training state too, and newer.
+    capsys.readouterr()
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot read checkpoint {latest}" in err
+    assert (f"best.pt beside it is intact (step 4): resume from there (the damaged file is "
+            f"kept as latest.pt.old) with:\n  mv {latest} {latest}.old && "
+            f"cp {out / 'best.pt'} {latest} && {resume}\n") in err
+    (out / "best.pt").unlink()
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 2
+    err = capsys.readouterr().err
+    command = f"mv {latest} {latest}.old && cp {out / 'step_000000003.pt'} {latest} && {resume}"
+    assert (f"step_000000003.pt beside it is intact (step 3): resume from there (the damaged "
+            f"file is kept as latest.pt.old) with:\n  {command}\n") in err
+    assert "start anew" not in err and "Traceback" not in err
+    # The exact command: the shell part as given, the training part in-process.
+    *shell, train = re.search(r"with:\n  (.*)\n", err).group(1).split(" && ")
+    for part in shell:
+        subprocess.run(shlex.split(part), check=True)
+    argv = shlex.split(train)
+    assert argv[:2] == ["python", "tools/train.py"]
+    assert run_tool("train", [*argv[2:], "optim.iterations=5"]) == 0
+    resumed = ckpt.load(latest)
+    assert resumed["step"] == 5
+    assert "resumed from" in (out / "train.log").read_text()
+    assert (out / "latest.pt.old").stat().st_size == len(data) // 2  # kept, as the message says
 
 
 # --- data health ------------------------------------------------------------------------------
