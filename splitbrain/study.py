@@ -517,8 +517,10 @@ def _cell(mean, spread, n, digits=1):
 
 def format_tables(study, outcome, eval_split):
     """The markdown report: probe top-1 per layer and row, then colour quality."""
-    lines = [f"Linear-probe top-1 (%) on CIFAR-10 {eval_split}, mean ± standard deviation over "
-             f"seeds {', '.join(map(str, study.budget['seeds']))}:", "",
+    seeds = study.budget["seeds"]
+    over = (f"mean ± standard deviation over {len(seeds)} seeds ({', '.join(map(str, seeds))})"
+            if len(seeds) > 1 else f"seed {seeds[0]}")
+    lines = [f"Linear-probe top-1 (%) on CIFAR-10 {eval_split}, {over}:", "",
              "| row | " + " | ".join(LAYERS) + " |", "|---" * (len(LAYERS) + 1) + "|"]
     for name, layers in summarise(study, outcome).items():
         cells = [_cell(*layers[layer]) for layer in LAYERS]
