@@ -11,6 +11,7 @@ import time
 import torch
 
 from . import distributed
+from .data_health import DataHealthError
 from .hostsync import HostSyncError, HostSyncWatch, device_tensors, optimizer_host_tensors
 from .metrics import accumulation_dtype
 from .runlog import log_images
@@ -179,7 +180,9 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             ``stop.agreed`` tells whether the loop stopped early (on every rank, signalled
             or not).
         data_health: called with the step at logging steps (``data_health.DataHealth``): logs
-            unreadable files and raises ``data_health.DataHealthError`` past its limit.
+            unreadable files and raises ``data_health.DataHealthError`` past its limit, with
+            the ``step`` it stopped after (whole: the weights are those of that step) and
+            the ``best_loss`` so far added to it.
         skip_nonfinite: skip (and count, as ``train/skipped_steps``) the updates of steps
             whose loss is not finite, instead of stopping the run.
 
@@ -191,6 +194,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             checkpoint is written after that step.
         LoaderDiedError: a loader worker process died; its ``whole`` says whether the
             weights are those of its ``step`` (and may be saved).
+        DataHealthError: too many unreadable files; the weights are those of its ``step``.
     """
     step = start_step
     meter = Throughput()
@@ -270,6 +274,9 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             if stop is not None and vote(stop.received is not None):
                 stop.agreed = True
                 break
+    except DataHealthError as err:  # raised at a logging step, after the update: a whole step
+        err.step, err.best_loss = step, best_loss
+        raise
     except RuntimeError as err:  # DataLoader's error for a worker that died
         if "DataLoader worker" not in str(err):
             raise

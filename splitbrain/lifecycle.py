@@ -7,7 +7,8 @@ training run after another in one process. A problem the user can fix raises
 ====  ===========================================================================================
 2     bad settings or input: the config, the data, the checkpoint to resume, the run folder
 3     the loss or the weights are not finite
-4     too large a share of the data files is unreadable (``data.max_bad_fraction``)
+4     too large a share of the data files is unreadable (``data.max_bad_fraction``); the step
+      reached is saved first
 5     ``run.sync_debug`` found a host-device synchronisation inside a step
 6     writing to the run folder failed (a full disk): the last whole checkpoint stays
 7     ``run.compile``: torch.compile could not compile the network
@@ -454,23 +455,22 @@ def _loop_error(run, err, save):
     when it is no problem the user can fix (its traceback then says where it came from)."""
     latest, log = run.latest, run.log
     if isinstance(err, DataHealthError):
-        return RunError(f"{err}. Stopped at the last logging step; {latest} holds the last "
-                        f"checkpoint.", log=log, code=4)
+        # Met at a logging step, after the update: that whole step is saved, as for a signal.
+        step = getattr(err, "step", None)
+        saved = _save_whole_step(run, save, step, getattr(err, "best_loss", float("inf")))
+        then = (f"then resume with: {run.command} (adding data.max_bad_fraction=... to go on "
+                f"past those files)" if latest.exists() else "then start again")
+        return RunError(f"{err}. Stopped after step {step}; {saved}; {then}", log=log, code=4)
     if isinstance(err, HostSyncError):
         return RunError(f"run.sync_debug: {err}", log=log, code=5)
     if isinstance(err, engine.LoaderDiedError):
         # Between steps the weights, optimiser and step agree, and the data order follows
         # from the step alone, so a save then resumes exactly.
-        saved = (f"the last checkpoint is {latest}" if latest.exists() else
-                 "no checkpoint was written yet")
-        if not err.whole:
-            saved = f"step {err.step + 1} may be half applied, so it is not saved; {saved}"
-        elif run.ctx.is_main:
-            try:
-                save("latest", err.step, {"best_val_loss": err.best_loss})
-                saved = f"saved {latest} at step {err.step}"
-            except (OSError, engine.NonFiniteLossError) as save_err:
-                saved += f" (saving step {err.step} failed: {save_err})"
+        if err.whole:
+            saved = _save_whole_step(run, save, err.step, err.best_loss)
+        else:
+            saved = (f"step {err.step + 1} may be half applied, so it is not saved; "
+                     f"{_last_saved(run)}")
         then = f"Resume with: {run.command}" if latest.exists() else "Start again"
         return RunError(f"{err}. The worker was probably killed for memory (see `dmesg`) or "
                         f"crashed decoding a file; {saved}. {then} (with fewer data.workers if "
@@ -490,6 +490,25 @@ def _loop_error(run, err, save):
                         f"({type(cause).__name__}: {first}). Train without it: {again}",
                         log=log, code=7)
     return err
+
+
+def _last_saved(run):
+    """Where the run stands on disk, in words, for a message."""
+    return (f"the last checkpoint is {run.latest}" if run.latest.exists() else
+            "no checkpoint was written yet")
+
+
+def _save_whole_step(run, save, step, best_loss):
+    """Save ``step`` (whole: met between steps) as latest.pt; what was saved, in words."""
+    if step is None:
+        return _last_saved(run)
+    if not run.ctx.is_main:  # rank 0 writes; its own message says whether it could
+        return f"rank 0 saves step {step} in {run.latest}"
+    try:
+        save("latest", step, {"best_val_loss": best_loss})
+    except (OSError, engine.NonFiniteLossError) as err:
+        return f"{_last_saved(run)} (saving step {step} failed: {err})"
+    return f"saved {run.latest} at step {step}"
 
 
 def _resume_from_command(run, path):

@@ -271,6 +271,32 @@ def test_unreadable_files_are_counted_by_reason_and_stop_the_run_past_the_limit(
     assert events.Scalars("data/unreadable_files")[-1].value == 6
 
 
+def test_a_data_health_stop_saves_its_step_and_the_resume_it_names_works(tmp_path, capsys):
+    # The case: the limit is met at the first logging step (10), long before the first
+    # periodic save (run.ckpt_every=1000): that whole step is saved, as a signal's is.
+    data = hostile_folder(tmp_path / "photos", good=7, bad=6)
+    out = tmp_path / "run"
+    assert run_tool("train", [*TINY, f"data.train={data}", "data.val=sample",
+                              "optim.batch_size=2", "optim.iterations=30", "run.log_every=10",
+                              f"run.out={out}"]) == 4
+    said = capsys.readouterr().out  # the run log's lines, the error among them
+    command = f"python tools/train.py --task colorize --resume run.out={out}"
+    assert (f"46% is above data.max_bad_fraction=0.1; fix or remove the files (the warnings "
+            f"name each), or raise data.max_bad_fraction. Stopped after step 10; saved "
+            f"{out / 'latest.pt'} at step 10; then resume with: {command} (adding "
+            f"data.max_bad_fraction=... to go on past those files)") in said
+    assert "Traceback" not in said
+    assert ckpt.load(out / "latest.pt")["step"] == 10
+    assert sorted(p.name for p in out.glob("*.pt")) == ["latest.pt", "step_000000010.pt"]
+    # What it says works: the run goes on from step 10 to its end.
+    argv = shlex.split(command)[2:]
+    assert run_tool("train", [*argv, "data.max_bad_fraction=0.9"]) == 0
+    assert ckpt.load(out / "latest.pt")["step"] == 30
+    log = (out / "train.log").read_text()
+    assert f"resumed from {out / 'latest.pt'} at step 10" in log
+    assert "resumed with data.max_bad_fraction = 0.9 (was 0.1)" in log
+
+
 def test_a_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path):
     data = hostile_folder(tmp_path / "photos", good=0, bad=5)
     out = tmp_path / "run"
