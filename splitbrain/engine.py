@@ -287,6 +287,38 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     return step, best_loss
 
 
+@torch.no_grad()
+def nonfinite_outputs(model, objective, batch):
+    """What is not finite in ``model``'s work on ``batch``, in words; None when all is.
+
+    A diverged run can keep finite weights (up to 1e6, say) that no longer give finite
+    outputs. Before a save the network runs once on a fixed small batch (the validation images
+    of the TensorBoard grids) as the tools run it: eval mode, float32, its outputs decoded to
+    images by the objective. Costs a forward pass and one host-device synchronisation: for save
+    time, never inside a step. Draws no random numbers (an objective in eval mode corrupts its
+    input, if at all, from its own fixed generator).
+
+    Args:
+        model: the network itself (not DistributedDataParallel: one rank calls this).
+        batch: (B, 3, H, W) sRGB images on the model's device.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        _, _, pred = objective(model, batch)
+        outputs = pred.output if isinstance(pred.output, (list, tuple)) else [pred.output]
+        visuals = objective.visuals(batch, pred)
+    finally:
+        model.train(was_training)
+    checks = [("network output", t) for t in outputs]
+    checks += [(f"decoded image {name!r}", t) for name, t in visuals.items()]
+    finite = torch.stack([torch.isfinite(t).all() for _, t in checks]).tolist()  # one sync
+    bad = [what for (what, _), ok in zip(checks, finite) if not ok]
+    if not bad:
+        return None
+    return f"{' and '.join(bad)} not finite on {len(batch)} validation image(s)"
+
+
 def settling_steps(device):
     """First steps that CUDA's sync debug mode leaves out, for their one-time work: in the
     first, cuDNN times its convolution kernels (``runtime.use_fast_kernels``) and torch.compile

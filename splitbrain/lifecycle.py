@@ -6,7 +6,8 @@ training run after another in one process. A problem the user can fix raises
 
 ====  ===========================================================================================
 2     bad settings or input: the config, the data, the checkpoint to resume, the run folder
-3     the loss or the weights are not finite
+3     the loss or the weights are not finite, or the weights give non-finite outputs (every
+      save checks; the message names the last good checkpoint, or says none was saved)
 4     too large a share of the data files is unreadable (``data.max_bad_fraction``); the step
       reached is saved first
 5     ``run.sync_debug`` found a host-device synchronisation inside a step
@@ -145,9 +146,12 @@ def train_run(task, cfg=None, *, config_path=None, overrides=(), resume=False,
     step, best_loss = 0, float("inf")
     if state is not None:
         step, best_loss = _restore(run, state, notes, model, optimizer, scheduler, loader)
-    save = _saver(run, setup, model, optimizer, scheduler)
+    # A few fixed validation images: the TensorBoard grids, and the outputs checked before a save.
+    image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
+    save = _saver(run, setup, model, optimizer, scheduler, image_batch,
+                  resumed_at=step if state is not None else None)
     return _train(run, model, setup.objective, optimizer, scheduler, scaler, loader, train_set,
-                  val_set, save, step, best_loss)
+                  val_set, save, step, best_loss, image_batch)
 
 
 def _resolve(task, cfg, config_path, overrides):
@@ -369,24 +373,43 @@ def apply_optim_changes(optimizer, scheduler, before, now, step):
     return [f"resumed with optim.{k} = {now[k]} (was {before.get(k)})" for k in changed]
 
 
-def _saver(run, setup, model, optimizer, scheduler):
-    """``save(name, step, metrics)``: the training state as ``run_dir/<name>.pt``."""
+def _saver(run, setup, model, optimizer, scheduler, image_batch, resumed_at=None):
+    """``save(name, step, metrics)``: the training state as ``run_dir/<name>.pt``.
+
+    A save is refused (NonFiniteLossError) unless the weights are finite and the network's
+    outputs on ``image_batch`` are too (:func:`engine.nonfinite_outputs`): every checkpoint on
+    disk is one the tools can use. ``save.newest`` is (path, step) of the newest checkpoint
+    known good: the newest save of this process, or the ``latest.pt`` resumed at
+    ``resumed_at``; None when there is none.
+    """
     keep = run.cfg["run"]["keep"]
+    batch = image_batch.to(run.ctx.device)
 
     def save(name, at_step, metrics):
-        # A diverged run can keep a finite loss while its weights blow up: never save those.
-        if not all(torch.isfinite(p).all() for p in model.parameters()):
+        # One synchronisation for all the weights and buffers (BatchNorm's running statistics
+        # are what eval mode uses), at save time only.
+        tensors = [t for t in model.state_dict().values() if t.is_floating_point()]
+        if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):
             raise engine.NonFiniteLossError(f"the weights are not finite at step {at_step}")
+        # A diverged run can keep finite weights whose outputs are not: never save those.
+        bad = engine.nonfinite_outputs(model, setup.objective, batch)
+        if bad:
+            raise engine.NonFiniteLossError(f"the weights of step {at_step} are finite but "
+                                            f"useless: {bad}")
         path = run.run_dir / f"{name}.pt"
         ckpt.save(ckpt.training_state(run.task, model, setup.model_spec, run.cfg, at_step,
                                       optimizer, scheduler, setup.extra, metrics), path)
         if name == "latest" and keep:
             ckpt.keep_history(path, at_step, keep)
+        if save.newest is None or at_step >= save.newest[1]:
+            save.newest = (path, at_step)
+
+    save.newest = (run.latest, resumed_at) if resumed_at is not None else None
     return save
 
 
 def _train(run, model, objective, optimizer, scheduler, scaler, loader, train_set, val_set,
-           save, step, best_loss):
+           save, step, best_loss, image_batch):
     """The loop from ``step`` to ``optim.iterations``, its last save and its closing lines."""
     d, o, r, ctx = run.cfg["data"], run.cfg["optim"], run.cfg["run"], run.ctx
     try:
@@ -402,7 +425,6 @@ def _train(run, model, objective, optimizer, scheduler, scaler, loader, train_se
         raise run.write_failed(err) from err
     bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step",
                disable=None if ctx.is_main else True, dynamic_ncols=True)
-    image_batch = torch.stack([val_set[i][0] for i in range(min(4, len(val_set)))])
     stop = StopSignals()
     health = DataHealth(train_set, d["max_bad_fraction"], run.log, writer,
                         loader.batch_sampler.steps_per_epoch)
@@ -476,9 +498,21 @@ def _loop_error(run, err, save):
                         f"crashed decoding a file; {saved}. {then} (with fewer data.workers if "
                         f"memory ran out)", log=log, code=8)
     if isinstance(err, engine.NonFiniteLossError):
-        kept = latest if latest.exists() else "none yet"
-        return RunError(f"{err}; stopping. Last good checkpoint: {kept}. "
-                        f"Try a lower optim.lr or precision=fp32.", log=log, code=3)
+        lower = f"optim.lr={run.cfg['optim']['lr'] / 10:g}"
+        if save.newest is None:
+            return RunError(f"{err}; stopping. No checkpoint of this run is good (finite "
+                            f"weights giving finite outputs): none was saved. Start again "
+                            f"with a lower learning rate (e.g. {lower}) or "
+                            f"run.precision=fp32", log=log, code=3)
+        path, step = save.newest
+        good = (f"Last good checkpoint (finite weights, finite outputs on the validation "
+                f"images): {path}, step {step}")
+        if path == latest:
+            then = f"resume from it with a lower learning rate: {run.command} {lower}"
+        else:  # best.pt, saved after latest.pt
+            then = (f"resume from it with a lower learning rate: "
+                    f"{_resume_from_command(run, path)} {lower}")
+        return RunError(f"{err}; stopping. {good}; {then}", log=log, code=3)
     if isinstance(err, OSError):  # a full disk or a vanished folder, hours in: say what is safe
         return run.write_failed(err)
     if run.cfg["run"]["compile"] and isinstance(err, torch._dynamo.exc.BackendCompilerFailed):

@@ -328,6 +328,58 @@ def test_a_diverging_run_never_saves_non_finite_weights(tmp_path):
         assert all(torch.isfinite(t).all() for t in weights(path).values()), path
 
 
+def test_the_issues_diverging_run_saves_nothing_useless_and_says_none_is_good(tmp_path,
+                                                                               capsys):
+    # optim.lr=1e6: step 1's weights are finite (up to 1e6) but the network's outputs on the
+    # validation images are not: that save is refused, and no file is called good.
+    out = tmp_path / "run"
+    assert run_tool("train", [*TINY, "optim.lr=1e6", "optim.iterations=30", "run.ckpt_every=1",
+                              f"run.out={out}"]) == 3
+    said = capsys.readouterr().out
+    assert re.search(r"error: the weights of step 1 are finite but useless: .*not finite on 4 "
+                     r"validation image\(s\); stopping\. No checkpoint of this run is good "
+                     r"\(finite weights giving finite outputs\): none was saved\. Start again "
+                     r"with a lower learning rate \(e\.g\. optim\.lr=100000\) or "
+                     r"run\.precision=fp32\n", said), said[-2000:]
+    assert "Last good" not in said and list(out.glob("*.pt")) == []
+
+
+def test_a_run_whose_weights_turn_useless_names_the_last_good_save_which_colorizes(
+        tmp_path, capsys, monkeypatch, photo):
+    from splitbrain import engine
+
+    real, calls = engine.train_step, {"n": 0}
+
+    def poisoned(model, *args, **kwargs):
+        out = real(model, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:  # after step 4: finite weights that no longer give finite outputs
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(1e30)
+        return out
+
+    monkeypatch.setattr(engine, "train_step", poisoned)
+    out = tmp_path / "run"
+    assert run_tool("train", [*TINY, "optim.iterations=8", "run.ckpt_every=1", "run.keep=2",
+                              f"run.out={out}"]) == 3
+    said = capsys.readouterr().out
+    latest = out / "latest.pt"
+    assert re.search(r"error: the weights of step 4 are finite but useless: .*not finite on 4 "
+                     r"validation image\(s\); stopping\.", said), said[-2000:]
+    assert (f"Last good checkpoint (finite weights, finite outputs on the validation images): "
+            f"{latest}, step 3; resume from it with a lower learning rate: python tools/train.py "
+            f"--task colorize --resume run.out={out} optim.lr=0.0001\n") in said
+    assert ckpt.load(latest)["step"] == 3
+    assert sorted(p.name for p in out.glob("*.pt")) == ["latest.pt", "step_000000002.pt",
+                                                        "step_000000003.pt"]
+    # Good means the tools can use it.
+    photo().save(tmp_path / "p.png")
+    assert run_tool("colorize", [tmp_path / "p.png", "--ckpt", latest, "-o", tmp_path / "col",
+                                 "--device", "cpu"]) == 0
+    assert (tmp_path / "col" / "p.png").is_file() and "error" not in capsys.readouterr().err
+
+
 def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
     from PIL import Image
 
