@@ -217,7 +217,13 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     whole = True  # the weights, optimiser and step agree
     try:
         while step < iterations:
-            rgb, _ = next(batches, (None, None))
+            try:
+                rgb, _ = next(batches, (None, None))
+            except (ConnectionError, EOFError) as err:
+                # A worker killed mid-transfer can break its pipe before PyTorch's own
+                # "DataLoader worker ... is killed" error arrives: the same death, between steps.
+                raise LoaderDiedError(step, f"{type(err).__name__} from the loader's worker "
+                                            f"pipe ({err})", best_loss, True) from err
             if rgb is None:  # a finite loader ran out (the training loaders are endless)
                 break
             rgb = rgb.to(device, non_blocking=True)
