@@ -422,8 +422,11 @@ def estimate_study_prior(splits, out, images, log=print):
 
 
 def run_study(study, splits, out, eval_split="test", extra_train=None, extra_probe=None,
-              log=print):
+              log=print, only_done=False):
     """Every row and seed of ``study``: pretrain, probe, colour; continue what was begun.
+
+    Seed by seed, every row in the file's order. With ``only_done`` nothing is run: the
+    stages already complete on disk are read back (for a report of a study still under way).
 
     Returns:
         An :class:`Outcome`. A stage that raises is recorded in ``failures`` and the row's
@@ -439,13 +442,16 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
                                                                            5000), log)
     class_weights = color.rebalance_weights(prior, 0.5).float()
     outcome = Outcome()
-    for row in study.rows.values():
-        for seed in study.budget["seeds"]:
+    # Seed by seed, every row: a study stopped part-way has whole tables of the seeds done.
+    for seed in study.budget["seeds"]:
+        for row in study.rows.values():
             run_dir = out / "runs" / row.name / f"seed{seed}"
             probe_dir = out / f"probes_{eval_split}" / row.name / f"seed{seed}"
             stage = "pretrain"
+            if only_done and not (probe_dir / "results.json").exists():
+                continue
             try:
-                if row.task is not None:
+                if row.task is not None and not only_done:
                     started = time.time()
                     result = pretrain(study, row, seed, splits, run_dir, prior_path,
                                       extra_train, log)
@@ -460,11 +466,12 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
                                extra_probe)
                 outcome.seconds[f"{row.name}/{seed}/probe"] = time.time() - started
                 outcome.probes.setdefault(row.name, {})[seed] = layers
-                if row.colorizes:
+                colour_json = out / f"colour_{eval_split}" / row.name / f"seed{seed}.json"
+                if row.colorizes and not (only_done and not colour_json.exists()):
                     stage = "colour"
                     outcome.colour.setdefault(row.name, {})[seed] = _colour_once(
                         study, run_dir, splits.eval_folder(eval_split), class_weights,
-                        out / f"colour_{eval_split}" / row.name / f"seed{seed}.json")
+                        colour_json)
             except (RunError, Exception) as err:  # one failed row must not end the study
                 message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
                 log(f"FAILED {row.name} seed {seed} ({stage}): {message}")

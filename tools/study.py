@@ -52,6 +52,9 @@ def parse_args(argv):
                         help="keys set in every pretraining config (after the budget's)")
     parser.add_argument("--probe", nargs="*", default=[], metavar="KEY=VALUE",
                         help="keys set in every probe config (after the budget's)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: write the tables of the stages already done (a "
+                             "study still under way, or stopped)")
     return parser.parse_args(argv)
 
 
@@ -59,7 +62,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
     out = Path(args.out)
-    command = "python tools/study.py " + " ".join(shlex.quote(a) for a in argv)
+    command = "python tools/study.py " + " ".join(shlex.quote(a) for a in argv if a != "--report")
 
     # --- the study, its data and splits: every check before the long work -----------------
     try:
@@ -87,7 +90,7 @@ def main(argv=None):
     # --- every row and seed -------------------------------------------------------------------
     started = time.time()
     outcome = study_lib.run_study(study, splits, out, args.eval_split, extra_train, extra_probe,
-                                  log)
+                                  log, only_done=args.report)
     if outcome.stopped is not None:
         log(f"stopped by a signal; run the same command again to continue: {command}")
         sys.exit(outcome.stopped.exit_code)
