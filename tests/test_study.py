@@ -225,6 +225,22 @@ def test_a_stage_made_with_other_settings_is_not_taken_as_done(photo_folder, stu
     assert "sklearn.max_iter: 50 there, 7 now" in (out / "study_test.md").read_text()
 
 
+def test_report_tabulates_the_stages_done_and_runs_nothing(photo_folder, study_file,
+                                                           tmp_path):
+    out = tmp_path / "study"
+    one = study_args(photo_folder, study_file, out, "--seeds", "0")
+    one[one.index("--rows") + 1] = "random,dae"
+    assert run_tool("study", one) == 0
+    both = one[:-1] + ["0,1", "--report"]  # a study of two seeds, one of them done
+    assert run_tool("study", both) == 0
+    md = (out / "study_test.md").read_text()
+    assert "| random init (1 of 2 seeds) |" in md
+    assert "| denoising autoencoder (drop 50%) (1 of 2 seeds) |" in md
+    assert "--report" not in md  # the header gives the study's own command
+    assert not (out / "runs" / "dae" / "seed1").exists()
+    assert not (out / "probes_test" / "random" / "seed1").exists()
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra, message", [
