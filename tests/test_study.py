@@ -102,6 +102,7 @@ def test_splits_are_disjoint_balanced_and_the_same_every_time(photo_folder, tmp_
     assert _targets(other.val) != val
 
 
+@pytest.mark.slow  # 60,000 files unpacked and 70,000 links made
 @pytest.mark.skipif(not SHARED_CIFAR.is_file(),
                     reason=f"needs the shared CIFAR-10 archive ({SHARED_CIFAR}), absent here")
 def test_the_cifar10_archive_unpacks_into_the_studys_splits(tmp_path):
