@@ -371,7 +371,8 @@ def test_a_loader_that_dies_during_a_step_saves_nothing_half_done(tmp_path, monk
     real, calls = losses.soft_cross_entropy, []
 
     def killed_in_step_3(*args, **kwargs):
-        calls.append(1)
+        if torch.is_grad_enabled():  # a training step's loss, not a save's check of outputs
+            calls.append(1)
         if len(calls) == 3:
             raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed.")
         return real(*args, **kwargs)
