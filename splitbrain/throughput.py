@@ -209,6 +209,11 @@ def bench_loader(crop, batch, workers, batches=20, files=128, device=None):
         return rate
 
 
+def _percent(value):
+    """One decimal, or two significant digits below 1 (a share of 0.03% is not 0.0%)."""
+    return f"{value:.1f}" if value >= 1 else f"{value:.2g}"
+
+
 def step_table(results, peak=None):
     """Markdown table of :class:`StepResult` rows (and of failed configurations: strings).
 
@@ -227,7 +232,7 @@ def step_table(results, peak=None):
             continue
         row = (f"| {r.net} | {r.precision} | {'yes' if r.channels_last else 'no'} | "
                f"{'yes' if r.compiled else 'no'} | {r.step_ms:.1f} | {r.images_per_s:.1f} | "
-               f"{100 * r.outside_share:.1f}% | {r.tflops:.3g} | "
+               f"{_percent(100 * r.outside_share)}% | {r.tflops:.3g} | "
                f"{'-' if r.peak_mib != r.peak_mib else f'{r.peak_mib:.0f}'} | "
                f"{'-' if r.syncs < 0 else r.syncs} |")
         if peak:
