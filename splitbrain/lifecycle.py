@@ -420,7 +420,10 @@ def _train(run, model, objective, optimizer, scheduler, scaler, loader, train_se
         run.log("run.compile: the network is compiled by torch.compile in the first step")
         compiled_before = compile_counts()
     try:
-        writer = SummaryWriter(str(run.run_dir)) if ctx.is_main else None
+        # A resumed run logs again from step + 1: purge_step makes TensorBoard drop what an
+        # earlier process logged from there on (after its last save), so curves do not overlap.
+        writer = (SummaryWriter(str(run.run_dir), purge_step=step + 1 if step else None)
+                  if ctx.is_main else None)
     except OSError as err:
         raise run.write_failed(err) from err
     bar = tqdm(total=o["iterations"], initial=step, desc="train", unit="step",
@@ -441,9 +444,9 @@ def _train(run, model, objective, optimizer, scheduler, scaler, loader, train_se
                 save=save if ctx.is_main else None, best_loss=best_loss, progress=bar,
                 sync_debug=r["sync_debug"], stop=stop, data_health=health,
                 skip_nonfinite=r["nonfinite"] == "skip")
-        if ctx.is_main:
-            save("latest", step, {"best_val_loss": best_loss})
-            writer.close()
+            if ctx.is_main:  # still under the guard: a signal now lets the save finish
+                save("latest", step, {"best_val_loss": best_loss})
+                writer.close()
     except Exception as err:
         # In one process after another (a study), leave no open event file or progress bar.
         bar.close()

@@ -94,6 +94,8 @@ class StopSignals:
 
     def _handle(self, sig, frame):
         if self.received is not None:
+            print(f"\n{signal.Signals(sig).name} again: exiting at once (checkpoints already "
+                  f"written stay whole)", file=sys.stderr, flush=True)
             os._exit(self.CODES[sig])
         self.received = sig
         print(f"\n{signal.Signals(sig).name}: stopping after this step (send it again to exit "

@@ -421,3 +421,55 @@ def test_a_killed_loader_worker_ends_the_run_with_a_way_to_go_on(tmp_path, monke
     assert f"--resume run.out={out}" in text
     monkeypatch.undo()
     _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)
+
+
+def test_a_resumed_run_does_not_log_the_steps_after_its_last_save_twice(tmp_path, monkeypatch):
+    """A crash after step 3 (saved at 2): the resumed run logs steps 3 and 4 again, and
+    TensorBoard must drop the first process's step 3 (purge_step), not show both curves."""
+    from splitbrain import engine
+
+    real, calls = engine.train_step, []
+
+    def crash_in_step_4(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise MemoryError("the machine went away")  # not a problem the run can report
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_step", crash_in_step_4)
+    out = tmp_path / "run"
+    settings = ["run.log_every=1", "run.ckpt_every=2", "run.val_every=100",
+                "run.image_every=100"]
+    with pytest.raises(MemoryError):
+        train(out, *settings)
+    assert ckpt.load(out / "latest.pt")["step"] == 2
+    monkeypatch.undo()
+    assert run_tool("train", ["--task", "colorize", "--resume", f"run.out={out}"]) == 0
+    events = EventAccumulator(str(out), size_guidance={"scalars": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == [1, 2, 3, 4]
+    # The step-3 value kept is the resumed run's: the same as an uninterrupted run's.
+    full = tmp_path / "full"
+    assert train(full, *settings) == 0
+    uninterrupted = EventAccumulator(str(full), size_guidance={"scalars": 0})
+    uninterrupted.Reload()
+    assert [e.value for e in events.Scalars("train/loss")] == \
+        [e.value for e in uninterrupted.Scalars("train/loss")]
+
+
+def test_the_final_save_runs_under_the_signal_guard(tmp_path, monkeypatch):
+    """A Ctrl-C during the last save must wait for it (or, a second time, exit at once with
+    the saves whole), never raise KeyboardInterrupt through it."""
+    import signal
+
+    real, guarded = ckpt.save, []
+
+    def watched_save(state, path):
+        guarded.append((state["step"], signal.getsignal(signal.SIGINT) is not
+                        signal.default_int_handler))
+        return real(state, path)
+
+    monkeypatch.setattr(ckpt, "save", watched_save)
+    assert train(tmp_path / "run", "run.ckpt_every=100", "run.val_every=100") == 0
+    assert guarded[-1] == (4, True)  # the final save of step 4, with the guard's handler
