@@ -61,8 +61,23 @@ def atomic_write(path, write):
         with open(tmp, "rb+") as f:  # on disk before the rename makes it visible
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_folder(path.parent)  # the rename itself, through a power cut
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def fsync_folder(folder):
+    """Flush a folder's entries (a rename, a new file) to disk, where the platform allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # a platform whose folders cannot be opened (Windows): nothing to flush
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename still happened
+        pass
+    finally:
+        os.close(fd)
 
 
 def check_writable_folder(folder, option):

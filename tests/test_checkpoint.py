@@ -254,3 +254,25 @@ def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
     (tmp_path / "latest.pt").write_bytes(b"keep")
     assert ckpt.remove_stale_temp_files(tmp_path) == [stale.name]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "latest.pt"])
+
+
+def test_an_atomic_write_flushes_the_folder_after_the_rename(tmp_path, monkeypatch):
+    """Without fsync on the folder a power cut can lose the rename that made the file."""
+    import os
+    import stat
+
+    real_fsync, real_replace, events = os.fsync, os.replace, []
+
+    def fsync(fd):
+        events.append("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        return real_fsync(fd)
+
+    def replace(a, b):
+        events.append("rename")
+        return real_replace(a, b)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    ckpt.atomic_write(tmp_path / "x.txt", lambda tmp: open(tmp, "w").write("hello"))
+    assert events == ["file", "rename", "folder"]
+    assert (tmp_path / "x.txt").read_text() == "hello"

@@ -483,3 +483,19 @@ def test_probe_evaluation_uses_one_set_of_heads_across_ranks(sample, monkeypatch
     floats = [b for b in heads.buffers() if b.is_floating_point()]
     assert floats and {id(b) for b in averaged} == {id(b) for b in floats}
     assert all(torch.all(b == 2.0) for b in floats)
+
+
+@pytest.mark.parametrize("where, when", [("SummaryWriter", "before probing"),
+                                         ("solve", "while probing")])
+def test_a_full_disk_is_a_message_not_a_traceback(tmp_path, capsys, monkeypatch, where, when):
+    from splitbrain.probe import run as probe_run_module
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(probe_run_module, where, full)
+    out = tmp_path / "probe"
+    assert run_tool("probe", [*RANDOM_CONV1, "--out", out, *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"writing to {out} failed {when} ([Errno 28] No space left on device)" in err
+    assert "Traceback" not in err and not (out / "results.json").exists()

@@ -64,10 +64,20 @@ def probe_run(cfg):
     distributed.barrier()  # every rank has looked before rank 0 writes
 
     # --- run directory (rank 0 writes for the run) -------------------------------------------
+    def write_failed(err, when):
+        return RunError(f"writing to {run_dir} failed {when} ({err}); free some space or fix "
+                        f"the folder, then run again (results.json is written last, so a "
+                        f"folder without it holds no result)")
+
+    writer = None
     if ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        config_lib.save(cfg, run_dir / "config.yaml")
-        log = RunLog(run_dir / "probe.log")
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            config_lib.save(cfg, run_dir / "config.yaml")
+            log = RunLog(run_dir / "probe.log")
+            writer = SummaryWriter(str(run_dir))
+        except OSError as err:
+            raise write_failed(err, "before probing") from err
     else:
         log = silent
     encoder.to(ctx.device)
@@ -79,8 +89,10 @@ def probe_run(cfg):
         f"{len(val_set)} validation images")
 
     # --- probe -----------------------------------------------------------------------------------
-    writer = SummaryWriter(str(run_dir)) if ctx.is_main else None
-    results, heads = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
+    try:  # the log and TensorBoard write as the probe goes
+        results, heads = solve(cfg, encoder, train_set, val_set, len(classes), writer, log)
+    except OSError as err:
+        raise write_failed(err, "while probing") from err
 
     # --- report ----------------------------------------------------------------------------------
     for dataset in (train_set, val_set):  # every rank's unreadable files, for rank 0's count
