@@ -461,10 +461,11 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
                             outcome.stopped = result
                             return outcome
                 stage = "probe"
-                started = time.time()
+                started, ran = time.time(), not (probe_dir / "results.json").exists()
                 layers = probe(study, row, seed, splits, eval_split, run_dir, probe_dir,
                                extra_probe)
-                outcome.seconds[f"{row.name}/{seed}/probe"] = time.time() - started
+                if ran:  # not read back from an earlier run
+                    outcome.seconds[f"{row.name}/{seed}/probe"] = time.time() - started
                 outcome.probes.setdefault(row.name, {})[seed] = layers
                 colour_json = out / f"colour_{eval_split}" / row.name / f"seed{seed}.json"
                 if row.colorizes and not (only_done and not colour_json.exists()):
