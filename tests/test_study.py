@@ -292,7 +292,8 @@ def test_the_table_gives_mean_and_spread_per_layer_and_marks_missing_seeds(study
                                 failures=[{"row": "sb_cl", "seed": 1, "stage": "probe",
                                            "error": "boom\nmore"}])
     text = study_lib.format_tables(study, outcome, "val")
-    assert "| random init | 12.0 ± 2.8 | 13.0 ± 2.8 | 14.0 ± 2.8 | 15.0 ± 2.8 | 16.0 ± 2.8 |" in text
+    assert ("| random init | 12.0 ± 2.8 | 13.0 ± 2.8 | 14.0 ± 2.8 | 15.0 ± 2.8 | 16.0 ± 2.8 |"
+            in text)
     assert "| split-brain (cl, cl) (1 of 2 seeds) | 30.0 | 31.0 |" in text
     assert "- sb_cl seed 1 (probe): boom" in text and "more" not in text
     assert "CIFAR-10 val" in text

@@ -417,7 +417,10 @@ def test_a_killed_loader_worker_ends_the_run_with_a_way_to_go_on(tmp_path, monke
     assert train(out, *settings, iterations=8) == 8
     said = capsys.readouterr()
     text = said.out + said.err
-    assert "a data loader worker died" in text and "killed by signal" in text
+    # PyTorch's own error, or the worker's broken pipe when that is met first (a race).
+    assert "a data loader worker died" in text
+    assert ("killed by signal" in text
+            or "ConnectionResetError from the loader's worker pipe" in text)
     assert f"--resume run.out={out}" in text
     monkeypatch.undo()
     _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)

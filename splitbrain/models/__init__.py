@@ -36,6 +36,7 @@ def build_model(name, **kwargs):
     return MODELS[name](**kwargs)
 
 
-__all__ = ["LAB_HALVES", "LAB_SPLIT", "MODELS", "is_autoencoder", "AlexNetColorization", "AlexNetEncoder",
+__all__ = ["LAB_HALVES", "LAB_SPLIT", "MODELS", "is_autoencoder", "AlexNetColorization",
+           "AlexNetEncoder",
            "AlexNetFCN", "ECCV16", "SplitBrain", "SplitBrainHalf", "build_model", "find_half",
            "half_name"]
