@@ -39,6 +39,7 @@ from . import config as config_lib
 from .images import find_images
 from .metrics import ColorMetrics
 from .objectives import update_colour_metrics
+from .runtime import resolve_device
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 COLOUR_METRICS = ("auc", "auc_rebalanced", "psnr", "colourfulness")
@@ -433,8 +434,6 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
         later stages for that seed are skipped; the other rows go on. A training run that a
         signal stopped ends the study (``stopped``), to be continued by running it again.
     """
-    from .lifecycle import RunError
-
     if eval_split not in EVAL_SPLITS:
         raise StudyError(f"unknown evaluation split {eval_split!r}; valid: val, test")
     out = Path(out)
@@ -473,7 +472,8 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
                     outcome.colour.setdefault(row.name, {})[seed] = _colour_once(
                         study, run_dir, splits.eval_folder(eval_split), class_weights,
                         colour_json)
-            except (RunError, Exception) as err:  # one failed row must not end the study
+            except Exception as err:  # one failed row must not end the study
+                # A RunError (from training or the probe) carries the message a user reads.
                 message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
                 log(f"FAILED {row.name} seed {seed} ({stage}): {message}")
                 outcome.failures.append({"row": row.name, "seed": seed, "stage": stage,
@@ -485,9 +485,7 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
 def _colour_once(study, run_dir, folder, class_weights, path):
     if path.exists():
         return json.loads(path.read_text())
-    device = str(study.budget["train"].get("run.device", "cpu"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(str(study.budget["train"].get("run.device", "cpu")))
     result = colour_quality(run_dir / "latest.pt", folder, class_weights,
                             limit=study.budget["colour_images"], device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
