@@ -470,7 +470,7 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
                     stage = "colour"
                     outcome.colour.setdefault(row.name, {})[seed] = _colour_once(
                         study, run_dir, splits.eval_folder(eval_split), class_weights,
-                        colour_json)
+                        colour_json, (extra_train or {}).get("run.device"))
             except Exception as err:  # one failed row must not end the study
                 # A RunError (from training or the probe) carries the message a user reads.
                 message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
@@ -481,10 +481,14 @@ def run_study(study, splits, out, eval_split="test", extra_train=None, extra_pro
     return outcome
 
 
-def _colour_once(study, run_dir, folder, class_weights, path):
+def _colour_once(study, run_dir, folder, class_weights, path, device=None):
+    """The colour scores of a run, on the device its training used (``--train run.device``
+    when given, else the budget's)."""
     if path.exists():
         return json.loads(path.read_text())
-    device = resolve_device(str(study.budget["train"].get("run.device", "cpu")))
+    if device is None:
+        device = study.budget["train"].get("run.device", "cpu")
+    device = resolve_device(str(device))
     result = colour_quality(run_dir / "latest.pt", folder, class_weights,
                             limit=study.budget["colour_images"], device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
