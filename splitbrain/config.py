@@ -8,13 +8,17 @@ to the outputs and stored in every checkpoint.
 import copy
 import difflib
 import json
+from importlib import resources
 from pathlib import Path
 
 import yaml
 
 from .checkpoint import atomic_write
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+# The YAML files ship inside the package: splitbrain/configs is a symbolic link to the
+# checkout's configs/ (one copy, where people read and copy them), and the wheel holds the files
+# themselves. Resolved, so that in a checkout this is configs/ and its parent the checkout.
+CONFIG_DIR = Path(str(resources.files("splitbrain") / "configs")).resolve()
 
 
 class ConfigError(ValueError):
@@ -170,8 +174,7 @@ def apply_overrides(cfg, overrides):
     """
     cfg = copy.deepcopy(cfg)
     ref = flatten(cfg)
-    reference = CONFIG_DIR / f"{cfg.get('task')}_demo.yaml"
-    schema = flatten(load_yaml(reference)) if reference.is_file() else {}
+    schema = flatten(reference_config(cfg.get("task")))
     for key, value in overrides.items():
         if key not in ref:
             raise _unknown_key(key, list(ref))
@@ -187,6 +190,21 @@ def apply_overrides(cfg, overrides):
     return cfg
 
 
+def reference_config(task):
+    """The reference config of ``task`` (``configs/{task}_demo.yaml``): the schema of its keys.
+
+    A task without one is an error, never an unchecked config: the file is part of the package.
+    """
+    if not isinstance(task, str) or not task:
+        raise ConfigError(f"the config names no task (its 'task' key is {task!r})")
+    path = CONFIG_DIR / f"{task}_demo.yaml"
+    if not path.is_file():
+        known = sorted(p.name[:-len("_demo.yaml")] for p in CONFIG_DIR.glob("*_demo.yaml"))
+        raise ConfigError(f"no reference config for task {task!r}: {path} is missing (tasks with "
+                          f"one: {', '.join(known) or 'none; this installation lacks configs/'})")
+    return load_yaml(path)
+
+
 def resolve(task, config_path=None, overrides=()):
     """Load the config of ``task`` (its demo config unless a file is given) and apply overrides.
 
@@ -196,7 +214,7 @@ def resolve(task, config_path=None, overrides=()):
         config_path: optional YAML file with every key of the reference.
         overrides: ``key=value`` strings.
     """
-    reference = load_yaml(CONFIG_DIR / f"{task}_demo.yaml")
+    reference = reference_config(task)
     cfg = reference
     if config_path is not None:
         cfg = load_yaml(config_path)
@@ -215,7 +233,7 @@ def add_new_keys(cfg, task):
     Returns:
         (the completed copy, the dotted names of the keys added).
     """
-    reference = load_yaml(CONFIG_DIR / f"{task}_demo.yaml")
+    reference = reference_config(task)
     cfg, added = copy.deepcopy(cfg), []
 
     def fill(node, ref, prefix):

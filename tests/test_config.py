@@ -172,3 +172,16 @@ def test_a_value_that_is_not_yaml_names_the_key():
         config.resolve("colorize", overrides=["optim.betas=[0.5, 0.9"])
     with pytest.raises(config.ConfigError, match=r"'optim.lr'.*not valid YAML"):
         config.resolve("colorize", overrides=["optim.lr=@1"])
+
+
+def test_a_task_without_a_reference_config_is_an_error_not_an_unchecked_config():
+    with pytest.raises(config.ConfigError, match=r"no reference config for task 'nope'.*"
+                                                 r"nope_demo\.yaml is missing.*colorize"):
+        config.resolve("nope")
+    cfg = config.resolve("colorize")
+    cfg["task"] = "nope"  # e.g. an installation whose configs/ lacks the file
+    with pytest.raises(config.ConfigError, match="no reference config for task 'nope'"):
+        config.apply_overrides(cfg, config.parse_overrides(["optim.lr=1"]))
+    del cfg["task"]
+    with pytest.raises(config.ConfigError, match="names no task"):
+        config.apply_overrides(cfg, {})

@@ -28,7 +28,7 @@ from splitbrain import config as config_lib
 from splitbrain import study as study_lib
 from splitbrain.runlog import RunLog, fatal
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = config_lib.CONFIG_DIR.parent  # holds configs/: the checkout, or the installed package
 
 
 def parse_args(argv):
