@@ -38,6 +38,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import config as config_lib
 from . import distributed, engine, tasks
+from .cli import tool_command
 from .data import SAME_FILES, build_dataset, fingerprint
 from .data_health import DataHealth, DataHealthError
 from .hostsync import HostSyncError
@@ -126,7 +127,7 @@ def train_run(task, cfg=None, *, config_path=None, overrides=(), resume=False,
     use_fast_kernels(ctx.device)
     run_dir = Path(cfg["run"]["out"])
     run = _Run(task, cfg, ctx, run_dir, command or
-               f"python tools/train.py --task {task} --resume run.out={run_dir}")
+               f"{tool_command('train')} --task {task} --resume run.out={run_dir}")
     state, notes = _resume_or_start(run, resume, auto_resume, overrides, config_given)
     run.cfg["run"]["world_size"] = ctx.world_size  # recorded; optim.batch_size is the global batch
     torch.manual_seed(run.cfg["run"]["seed"])
