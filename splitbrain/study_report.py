@@ -36,9 +36,9 @@ def summarise(study, outcome, metric="top1"):
     return table
 
 
-def _cell(mean, spread, n, digits=1):
+def _cell(mean, spread, n, digits=1, empty="failed"):
     if n == 0:
-        return "failed"
+        return empty
     return f"{mean:.{digits}f} ± {spread:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
@@ -49,8 +49,12 @@ def format_tables(study, outcome, eval_split):
             if len(seeds) > 1 else f"seed {seeds[0]}")
     lines = [f"Linear-probe top-1 (%) on CIFAR-10 {eval_split}, {over}:", "",
              "| row | " + " | ".join(LAYERS) + " |", "|---" * (len(LAYERS) + 1) + "|"]
+    failed = {f["row"] for f in outcome.failures}
+    # A row with no result: "failed" when a stage of it raised, else "not run" (a study
+    # stopped part-way, or a --report while it runs).
+    empty = {name: "failed" if name in failed else "not run" for name in study.rows}
     for name, layers in summarise(study, outcome).items():
-        cells = [_cell(*layers[layer]) for layer in LAYERS]
+        cells = [_cell(*layers[layer], empty=empty[name]) for layer in LAYERS]
         counts = {layers[layer][2] for layer in LAYERS}
         seeds = len(study.budget["seeds"])
         note = "" if counts == {seeds} else f" ({min(counts)} of {seeds} seeds)"
@@ -69,7 +73,7 @@ def format_tables(study, outcome, eval_split):
         for name in colour_rows:
             runs = list(outcome.colour.get(name, {}).values())
             lines.append(f"| {study.rows[name].label} | " + " | ".join(
-                _cell(*mean_spread([r["model"][m] for r in runs]), digits=2)
+                _cell(*mean_spread([r["model"][m] for r in runs]), digits=2, empty=empty[name])
                 for m in COLOUR_METRICS) + " |")
     if outcome.failures:
         lines += ["", "Failed:", ""] + [f"- {f['row']} seed {f['seed']} ({f['stage']}): "

@@ -317,3 +317,17 @@ def test_every_row_of_every_budget_resolves_to_a_valid_config(budget, tmp_path):
                                      tmp_path / "probe")
         assert cfg["data"]["source"] == str(tmp_path / "probe_test")
     assert len(study.budget["seeds"]) >= 3
+
+
+def test_the_report_tells_a_row_not_run_from_a_failed_one():
+    study = study_lib.load_study(ROOT / "configs" / "study_cifar10.yaml", "cpu", root=ROOT)
+    layers = {layer: {"top1": 50.0} for layer in ("conv1", "conv2", "conv3", "conv4", "conv5")}
+    outcome = study_lib.Outcome(probes={"random": {0: layers}},
+                                failures=[{"row": "dae", "seed": 0, "stage": "pretrain",
+                                           "error": "RuntimeError: disk on fire"}])
+    from splitbrain.study_report import format_tables
+    md = format_tables(study, outcome, "test")
+    assert "| denoising autoencoder (drop 50%) (0 of 3 seeds) | failed |" in md
+    assert "| split-brain (cl, cl) (0 of 3 seeds) | not run |" in md
+    assert "| split-brain (cl, cl) | not run |" in md  # its colour row
+    assert "| random init (1 of 3 seeds) | 50.0 |" in md
