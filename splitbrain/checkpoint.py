@@ -238,7 +238,9 @@ def load(path, task=None, map_location="cpu"):
     if task is not None and state.get("task") != task:
         made_by = {"colorize": "tools/train.py --task colorize",
                    "splitbrain": "tools/train.py --task splitbrain",
-                   "autoencoder": "tools/train.py --task autoencoder"}.get(task, f"a {task} run")
+                   "autoencoder": "tools/train.py --task autoencoder",
+                   "hints": "tools/train.py --task hints (a model that takes colour hints)"
+                   }.get(task, f"a {task} run")
         raise CheckpointError(f"{path} is a checkpoint of task {state.get('task')!r}, "
                               f"but {task!r} is needed here: give one written by {made_by}")
     return state

@@ -402,3 +402,99 @@ def _in_gamut(lab):
 @dataclass
 class _Reconstruction(Prediction):
     input: torch.Tensor = None  # (B, 3, H, W): what the network saw
+
+
+# --- user hints -------------------------------------------------------------------------------
+
+class HintsObjective:
+    """L + simulated colour hints -> ab (Zhang, Zhu et al., SIGGRAPH 2017).
+
+    Hints are drawn from each image's own ab by a :class:`splitbrain.hints.HintSampler` (some
+    images get none, so the automatic mode is trained too). The network (an ECCV16 with
+    ``hints=True``) outputs ab / 110 and the logits of the ab distribution. The loss is the
+    Huber loss of the ab (in Lab units, ``delta`` = 1 as in the official code: L1 beyond one ab
+    unit) plus ``cl_weight`` times the soft cross-entropy of the distribution, which only
+    suggests colours at a clicked point. Grey images get weight 0 when ``grey_mask`` is on.
+
+    Hints are drawn from a generator seeded by ``seed`` and the training step (``step``, which a
+    resumed run sets), so a resumed run sees exactly the hints of an uninterrupted one;
+    evaluation (the model in eval mode) uses one fixed draw.
+
+    Args:
+        sampler: a ``HintSampler``.
+        k, sigma: soft encoding of the distribution's targets.
+        class_weights: (313,) weights for the rebalanced AuC of validation, or None.
+        grey_mask, temperature: as for :class:`ColorizationObjective`.
+        cl_weight: the distribution's share of the loss (>= 0).
+        huber_delta: where the ab loss turns from quadratic to linear, in ab units.
+        seed: the run's seed.
+    """
+
+    head = "reg"
+
+    def __init__(self, sampler, k=10, sigma=5.0, class_weights=None, grey_mask=True,
+                 temperature=0.38, cl_weight=1.0, huber_delta=1.0, seed=0):
+        self.sampler, self.k, self.sigma = sampler, k, sigma
+        self.class_weights, self.grey_mask, self.temperature = class_weights, grey_mask, temperature
+        self.cl_weight, self.huber_delta, self.seed = cl_weight, huber_delta, seed
+        self.step = 0
+
+    def _generator(self, device, training):
+        index = self.step if training else -1
+        return torch.Generator(device=device).manual_seed(
+            (self.seed * 1_000_003 + index + 7) % (2 ** 63))
+
+    def __call__(self, model, rgb):
+        from .hints import hint_input
+
+        lab = color.rgb_to_lab(rgb)  # (B, 3, H, W)
+        training = model.training and torch.is_grad_enabled()
+        hint_ab, mask = self.sampler(lab[:, 1:], self._generator(lab.device, training))
+        if training:
+            self.step += 1
+        output = model(hint_input(lab[:, :1], hint_ab, mask))  # (B, 2 + 313, h, w)
+        reg, logits = output[:, :2], output[:, 2:]
+        ab = F.interpolate(lab[:, 1:], size=output.shape[-2:], mode="nearest")  # (B, 2, h, w)
+        logs, keep = {}, None
+        per_pixel = F.huber_loss(reg.float() * color.AB_SCALE, ab, reduction="none",
+                                 delta=self.huber_delta).sum(1)  # (B, h, w)
+        if self.grey_mask:
+            keep = color.colorful_mask(ab).float()  # (B,)
+            per_pixel = per_pixel * keep[:, None, None]
+            logs["grey_fraction"] = 1 - keep.mean()
+        loss_reg = per_pixel.mean()
+        idx, w = color.soft_encode(ab, self.k, self.sigma)
+        pixel_w = None if keep is None else keep[:, None, None].expand(-1, *ab.shape[-2:])
+        loss_cl = losses.soft_cross_entropy(logits, idx, w, pixel_w)
+        loss = loss_reg + self.cl_weight * loss_cl
+        logs.update(loss_ab=loss_reg.detach(), loss_distribution=loss_cl.detach(),
+                    hint_pixels=mask.mean(), loss=loss.detach())
+        return loss, logs, _Hinted(output, lab[:, :1], lab, hint_ab, mask)
+
+    def predict_ab(self, pred):
+        """The ab regression, in Lab units, at the network's resolution (B, 2, h, w)."""
+        return pred.output[:, :2].float() * color.AB_SCALE
+
+    def new_metrics(self):
+        return {"model": ColorMetrics(), "grey": ColorMetrics()}
+
+    def update_metrics(self, metrics, rgb, pred):
+        update_colour_metrics(metrics, self.predict_ab(pred), pred.true_ab(rgb), pred.L,
+                              self.class_weights)
+
+    def histograms(self, pred):
+        return {"predicted_bins": pred.output[:, 2:].argmax(1)}
+
+    def visuals(self, rgb, pred):
+        """Grey input with the hints painted on, the prediction, the truth."""
+        hinted = color.lab_to_rgb(torch.cat([pred.L, pred.hint_ab], 1))
+        shown = torch.where(pred.mask.bool(), hinted, _grey(pred.L))
+        return {"input_hints": shown,
+                "prediction": color.join_lab(pred.L, self.predict_ab(pred)),
+                "truth": color.to_float_rgb(rgb)}
+
+
+@dataclass
+class _Hinted(Prediction):
+    hint_ab: torch.Tensor = None  # (B, 2, H, W): the hints the network saw
+    mask: torch.Tensor = None     # (B, 1, H, W)

@@ -1,7 +1,8 @@
 """The training tasks: which model a config asks for, its objective, what checkpoints keep.
 
-colorize (L -> ab), splitbrain (each half of Lab predicts the other) and autoencoder (Lab ->
-Lab, plain or denoising: the split-brain paper's baselines).
+colorize (L -> ab), splitbrain (each half of Lab predicts the other), autoencoder (Lab ->
+Lab, plain or denoising: the split-brain paper's baselines) and hints (L plus user colour
+hints -> ab, SIGGRAPH 2017).
 
 :func:`setup` builds a run's model, ab prior and objective from its config; tools/train.py calls
 it. :func:`objective_from_checkpoint` rebuilds the objective of a finished run (with the run's
@@ -14,8 +15,9 @@ import torch
 
 from . import color, distributed, perceptual
 from .models import build_model
-from .objectives import (AutoencoderObjective, ColorizationObjective, PerceptualTerm,
-                         SplitBrainObjective)
+from .hints import HintSampler
+from .objectives import (AutoencoderObjective, ColorizationObjective, HintsObjective,
+                         PerceptualTerm, SplitBrainObjective)
 from .prior import estimate_prior, load_prior
 
 
@@ -116,6 +118,30 @@ def autoencoder_color_state(cfg, model, prior):
     return {"l_norm": model.l_norm, "corrupt": dict(cfg["corrupt"])}
 
 
+# --- hints -----------------------------------------------------------------------------------
+
+def hints_model_spec(cfg):
+    m = cfg["model"]
+    return {"name": m["name"], "kwargs": {"blur": m["blur"], "l_norm": m["l_norm"],
+                                          "hints": True}}
+
+
+def hints_objective(cfg, model, prior):
+    c, lo = cfg["color"], cfg["loss"]
+    weights = None if prior is None else color.rebalance_weights(prior, c["lambda"])
+    return HintsObjective(HintSampler.from_config(cfg["hints"]), k=c["k"], sigma=c["sigma"],
+                          class_weights=weights, grey_mask=c["grey_mask"],
+                          temperature=c["temperature"], cl_weight=lo["cl_weight"],
+                          huber_delta=lo["huber_delta"], seed=cfg["run"]["seed"])
+
+
+def hints_color_state(cfg, model, prior):
+    c = cfg["color"]
+    return {"head": "reg", "ab_centres": color.ab_bin_centres(), "l_norm": cfg["model"]["l_norm"],
+            "prior": prior, "class_weights": color.rebalance_weights(prior, c["lambda"]),
+            "temperature": c["temperature"], "hints": dict(cfg["hints"])}
+
+
 # --- the table and the set-up -----------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -134,6 +160,7 @@ TASKS = {
                        lambda cfg: cfg["color"]["rebalance"]),
     "autoencoder": Task(autoencoder_model_spec, autoencoder_objective, autoencoder_color_state,
                         lambda cfg: False),
+    "hints": Task(hints_model_spec, hints_objective, hints_color_state, lambda cfg: True),
 }
 
 
@@ -197,6 +224,10 @@ def objective_from_checkpoint(state, model):
                                           None if prior is None else prior.double())
 
 
+# The networks that take hints (ECCV16's layout; see splitbrain.models.eccv16).
+HINT_MODELS = ("eccv16", "eccv16_small")
+
+
 # --- one validation pass before any work --------------------------------------------------------
 
 def check_config(task, cfg):
@@ -257,6 +288,16 @@ def check_config(task, cfg):
     if task == "colorize":
         need(m["head"] in color.HEADS, "model.head", m["head"], f"one of {', '.join(color.HEADS)}")
         problems += _loss_problems(cfg)
+    elif task == "hints":
+        need(m["name"] in HINT_MODELS, "model.name", m["name"],
+             f"a network that takes hints: {' | '.join(HINT_MODELS)}")
+        lo = cfg["loss"]
+        need(lo["cl_weight"] >= 0, "loss.cl_weight", lo["cl_weight"], "must be >= 0")
+        need(lo["huber_delta"] > 0, "loss.huber_delta", lo["huber_delta"], "must be > 0")
+        try:
+            HintSampler.from_config(cfg["hints"])
+        except (ValueError, TypeError) as err:
+            problems.append(f"hints.*: {err}")
     elif task == "splitbrain":
         need(all(h in color.HEADS for h in m["heads"]) and len(m["heads"]) == 2, "model.heads",
              m["heads"], "two of cl | reg, e.g. [cl, cl]")
@@ -341,7 +382,7 @@ def _check_crops(task, cfg):
             model = build_model(spec["name"], **spec["kwargs"]).eval()
     except (ValueError, TypeError) as err:
         raise ValueError(f"cannot build model {spec['name']!r}: {err}") from None
-    channels = 1 if task == "colorize" else 3
+    channels = {"colorize": 1, "hints": 4}.get(task, 3)
     for key in ("crop", "val_crop"):
         size = cfg["data"][key]
         try:

@@ -3,11 +3,19 @@
 
     python tools/colorize.py old_photos/ scan.tif --ckpt runs/colorize_demo/best.pt -o out/
     python tools/colorize.py photo.jpg --ckpt colorization_release_v2-9b330a0b.pth -o out/
+    python tools/colorize.py photo.jpg --ckpt runs/hints_demo/latest.pt --hints hints.json -o out/
 
 INPUT is any mix of image files and folders (searched recursively). Each output keeps the
 input's size and lightness; only colour is added. Existing outputs are kept unless
 --overwrite is given. Unreadable inputs are reported and skipped; the exit code is non-zero
 if any input failed.
+
+--hints FILE gives colours you know (a --task hints checkpoint), in the photos' own pixels:
+    {"photo.jpg": [{"x": 120, "y": 45, "color": "#c03020"},
+                   {"x": 300, "y": 80, "ab": [40, 30], "size": 3}]}
+Each photo is named as given on the command line, by its path below a folder given, or by its
+file name; a bare list of hints fits a single photo. "size" is the hint's patch side in
+working-size pixels (default 3). Photos without an entry are colorized without hints.
 """
 
 import argparse
@@ -21,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from splitbrain import checkpoint as ckpt
+from splitbrain import hints as hints_lib
 from splitbrain.colorize import colorize_tensor, load_colorizer, to_hwc
 from splitbrain.images import ImageReadError, allow_pixels, find_images, load_rgb
 from splitbrain.runlog import fatal
@@ -53,6 +62,8 @@ def parse_args(argv):
                         help=f"largest photo accepted, in megapixels (default "
                              f"{DEFAULT_MEGAPIXELS:g}, Pillow's limit against decompression "
                              f"bombs)")
+    parser.add_argument("--hints", metavar="FILE", help="JSON file of colour hints per photo "
+                        "(a --task hints checkpoint; format above)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     return parser.parse_args(argv)
 
@@ -109,11 +120,14 @@ def collect(inputs, out_dir, fmt):
     return jobs
 
 
-def colorize_batch(images, colorizer, side_by_side):
-    """(H, W, 3) uint8 arrays of same-size PIL images, colorized in one forward pass."""
+def colorize_batch(images, colorizer, side_by_side, hints=None):
+    """(H, W, 3) uint8 arrays of same-size PIL images, colorized in one forward pass.
+
+    ``hints``: None, or one list of :class:`splitbrain.hints.Hint` per image.
+    """
     rgb = torch.stack([torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
                        for img in images])  # uint8: 1 byte a channel, not 4
-    result = colorize_tensor(rgb, colorizer)
+    result = colorize_tensor(rgb, colorizer, hints=hints)
     if not side_by_side:
         return [to_hwc(out) for out in result]
     greys = colorize_tensor(rgb, colorizer, grey=True)
@@ -138,6 +152,10 @@ def main(argv=None):
                                    args.size)
     except (OSError, ValueError) as err:  # CheckpointError is a ValueError
         fatal(err)
+
+    hints = {}
+    if args.hints:
+        hints = read_hints(args.hints, jobs, out_dir, colorizer, args.ckpt)
 
     existing = [dst for _, dst in jobs if dst.exists()]
     if existing and not args.overwrite:
@@ -169,7 +187,8 @@ def main(argv=None):
             batch = batches.pop(0)
             try:
                 arrays = colorize_batch([img for _, _, img in batch], colorizer,
-                                        args.side_by_side)
+                                        args.side_by_side,
+                                        [hints.get(src, []) for src, _, _ in batch])
             except ValueError as err:  # a broken model: every photo would come out wrong
                 bar.close()  # the bar's line ends first: the message gets lines of its own
                 fatal(f"{args.ckpt}: {err}")
@@ -199,6 +218,28 @@ def main(argv=None):
         for src, why in failed:
             print(f"  {src}: {why}", file=sys.stderr)
         sys.exit(1)
+
+
+def read_hints(path, jobs, out_dir, colorizer, ckpt_path):
+    """{photo: [Hint]} from a --hints file, every entry checked before any photo is written."""
+    if not colorizer.takes_hints:
+        fatal(f"--hints needs a checkpoint that takes colour hints (tools/train.py --task "
+              f"hints); {ckpt_path} ({colorizer.about}) has no hint inputs")
+    # A photo is named as given, by its path below a folder given (its output's, with the
+    # input's suffix), or by its file name.
+    photos = [(src, dst.relative_to(out_dir).with_suffix(src.suffix)) for src, dst in jobs]
+    try:
+        hints = hints_lib.load_hint_file(path, photos)
+        for src, photo_hints in hints.items():
+            try:
+                with Image.open(src) as img:  # the header only
+                    size = img.size
+            except OSError:  # reported as unreadable when its turn comes
+                continue
+            hints_lib.check_inside(photo_hints, size, f"{path}: {str(src)!r}")
+    except hints_lib.HintFileError as err:
+        fatal(err)
+    return hints
 
 
 def out_of_memory(err):

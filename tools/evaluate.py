@@ -11,6 +11,11 @@
 class-rebalanced), PSNR and colourfulness, for the model and for the all-grey prediction as a
 baseline (ECCV16 Table 1 style).
 
+--metric hints (Zhang, Zhu et al., SIGGRAPH 2017) scores a --task hints checkpoint with 0, 1,
+2, 5, 10, 20 and 50 points revealed from the truth (--points), drawn as in its training, on
+the same images for every count; --compare CKPT adds an automatic colorizer's row on the
+same images.
+
 --metric perceptual prints the perceptual distance (splitbrain.perceptual) of the colorized
 output to the truth, through the frozen features of --features: a network that sees colour
 (a split-brain checkpoint), since the output keeps the truth's lightness.
@@ -29,6 +34,7 @@ from pathlib import Path
 from splitbrain import checkpoint as ckpt
 from splitbrain import config as config_lib
 from splitbrain import engine, perceptual
+from splitbrain import hints as hints_lib
 from splitbrain.colorize import colorizer_from_checkpoint
 from splitbrain.consistency import classifier_consistency, colorizer_consistency
 from splitbrain.data import build_dataset
@@ -42,7 +48,7 @@ from splitbrain.runtime import resolve_device
 from splitbrain.tasks import objective_from_checkpoint
 
 METRICS = ["auc", "auc_rebalanced", "psnr", "colourfulness"]
-CHOICES = ("colour", "perceptual", "consistency")
+CHOICES = ("colour", "perceptual", "consistency", "hints")
 
 
 def parse_args(argv):
@@ -69,7 +75,12 @@ def parse_args(argv):
                         "--save-lin); default: every channel weighs 1")
     parser.add_argument("--shift", type=int, default=16,
                         help="consistency: largest offset between the two crops, in pixels")
-    parser.add_argument("--seed", type=int, default=0, help="consistency: seeds the offsets")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="consistency: seeds the offsets; hints: seeds the points")
+    parser.add_argument("--points", default=",".join(map(str, hints_lib.POINTS)),
+                        help="hints: numbers of points revealed, comma-separated")
+    parser.add_argument("--compare", help="hints: an automatic colorization checkpoint scored "
+                        "on the same images")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json")
     args = parser.parse_args(argv)
@@ -93,6 +104,16 @@ def parse_args(argv):
               "results.csv that tools/probe.py wrote")
     if args.metric == "consistency" and args.shift < 1:
         fatal(f"--shift must be at least 1 pixel, got {args.shift}")
+    if args.metric == "hints":
+        try:
+            args.points = sorted({int(p) for p in args.points.split(",")})
+            if not 0 <= args.points[0] <= args.points[-1] <= 255:
+                raise ValueError
+        except ValueError:
+            fatal(f"--points takes numbers of points in 0..255, comma-separated (e.g. "
+                  f"0,1,2,5,10,20,50); got {args.points!r}")
+    elif args.compare:
+        fatal("--compare is read by --metric hints")
     if args.metric == "perceptual" and not args.features:
         parser.error("--metric perceptual needs --features CKPT (e.g. a split-brain checkpoint)")
     return args
@@ -105,7 +126,7 @@ def main(argv=None):
 
     # --- model and data: every check before any work -----------------------------------------
     try:
-        state = ckpt.load(args.ckpt, task=args.task)
+        state = ckpt.load(args.ckpt, task="hints" if args.metric == "hints" else args.task)
         cfg = state["config"]
         size = args.size or cfg["data"]["val_crop"]
         dataset = build_dataset(args.data, args.split, size, train=False,
@@ -131,7 +152,9 @@ def main(argv=None):
            f"T={objective.temperature}"
 
     # --- measure ---------------------------------------------------------------------------
-    if args.metric == "perceptual":
+    if args.metric == "hints":
+        results = hints_scores(args, state, model, dataset, device, head)
+    elif args.metric == "perceptual":
         results = perceptual.score_colorizer(model, objective, loader, features, layers, lin,
                                              device)
         print(f"{head}; features {args.features}, layers {','.join(layers)}, "
@@ -158,6 +181,40 @@ def main(argv=None):
         print_colour_table(results, extra)
     if args.json:
         write_json(args.json, results)
+
+
+def hints_scores(args, state, model, dataset, device, head):
+    """The PSNR / AuC curve against revealed points; the automatic model's row if asked."""
+    sampler = hints_lib.HintSampler.from_config(state["config"]["hints"])
+    weights = state["color"].get("class_weights")
+    if args.compare:  # checked before the long pass
+        try:
+            auto_state = ckpt.load(args.compare, task="colorize")
+            auto = ckpt.build_model(auto_state, args.compare).to(device)
+        except ValueError as err:
+            fatal(f"--compare: {err}")
+    model.eval()
+    loader = eval_loader(dataset, args.batch_size)
+    results = hints_lib.evaluate_hints(model, sampler, loader, device, args.points,
+                                       None if weights is None else weights.to(device),
+                                       args.seed)
+    rows = [("all grey", results["grey"])] + [(f"{n} point{'s' * (n != 1)}", results[n])
+                                             for n in args.points]
+    if args.compare:
+        auto_objective = objective_from_checkpoint(auto_state, auto)
+        auto_objective.class_weights = weights  # rebalanced AuC with the same weights
+        scores = engine.evaluate(auto, auto_objective, loader, device)
+        results["automatic"] = {m: scores.get(f"val/model/{m}", float("nan")) for m in METRICS}
+        rows.append((f"automatic ({args.compare})", results["automatic"]))
+    print(f"{head}; points drawn as in training (patches {sampler.patch[0]}-{sampler.patch[1]} "
+          f"px, {sampler.location}), seed {args.seed}")
+    print("| prediction | " + " | ".join(["AuC", "AuC rebalanced", "PSNR (dB)",
+                                           "colourfulness"]) + " |")
+    print("|---" * 5 + "|")
+    for name, r in rows:
+        print(f"| {name} | " + " | ".join(f"{r.get(m, float('nan')):.2f}" for m in METRICS)
+              + " |")
+    return {str(k): v for k, v in results.items()}
 
 
 def print_colour_table(results, extra=None):

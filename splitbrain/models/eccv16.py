@@ -19,6 +19,7 @@ pool (anti-aliased, filter size ``blur``), which shifts the BatchNorm index of b
 one: such a model no longer matches the release keys, by design.
 """
 
+import torch
 import torch.nn as nn
 
 from .. import color
@@ -45,6 +46,12 @@ class ECCV16(nn.Module):
         l_norm: how raw L in [0, 100] is normalised: "unit" ((L - 50) / 100, the PyTorch
             release) or "center" (L - 50, the Caffe nets).
         blur: anti-aliasing filter size: 1 (the published strided convolutions), 2, 3 or 5.
+        hints: take user colour hints (Zhang, Zhu et al., SIGGRAPH 2017): the input is four
+            channels, L, the hint ab (0 where none) and the hint mask (1 where a hint is
+            given; see :mod:`splitbrain.hints`), and the output is 2 + num_classes channels:
+            ab / 110 (a regression, the colorization) then the logits of the ab distribution
+            (used to suggest colours). The official code's input scaling: ab / 110, mask -
+            0.5.
 
     Input: raw L, (B, 1, H, W). Output: logits (B, num_classes, H/4, W/4) for H, W divisible
     by 8 (otherwise ceil(ceil(ceil(H/2)/2)/2) * 2).
@@ -54,16 +61,16 @@ class ECCV16(nn.Module):
     input of the classifier.
     """
 
-    in_channels = 1
-
     def __init__(self, num_classes=color.NUM_AB_BINS, widths=ECCV16_WIDTHS, l_norm="unit",
-                 blur=1):
+                 blur=1, hints=False):
         super().__init__()
         if len(widths) != 8:
             raise ValueError(f"widths needs 8 entries (blocks 1..8), got {len(widths)}")
         check_l_norm(l_norm)
         check_blur(blur)
-        self.num_classes, self.l_norm = num_classes, l_norm
+        self.num_classes, self.l_norm, self.hints = num_classes, l_norm, bool(hints)
+        self.in_channels = 4 if hints else 1
+        out_channels = num_classes + 2 if hints else num_classes
 
         cin = self.in_channels
         for i, (n_convs, stride, dilation) in enumerate(_BLOCKS, start=1):
@@ -84,7 +91,7 @@ class ECCV16(nn.Module):
             nn.ConvTranspose2d(cin, w8, 4, stride=2, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w8, w8, 3, padding=1), nn.ReLU(inplace=True),
             nn.Conv2d(w8, w8, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(w8, num_classes, 1),
+            nn.Conv2d(w8, out_channels, 1),
         )
         self.feature_layers = tuple(f"conv{i}" for i in range(1, 9))
         self.feature_channels = dict(zip(self.feature_layers, widths))
@@ -97,18 +104,25 @@ class ECCV16(nn.Module):
         """Named intermediate activations; the forward stops after the last one requested.
 
         Args:
-            L: raw lightness, (B, 1, H, W) in [0, 100].
+            L: raw lightness, (B, 1, H, W) in [0, 100]; with hints, (B, 4, H, W): L, hint
+                ab in Lab units, mask.
             layers: names from ``self.feature_layers`` (a single name may be a string).
 
         Returns:
             dict name -> (B, feature_channels[name], h, w), in the order requested.
         """
         if L.shape[1] != self.in_channels:
-            raise ValueError(f"ECCV16 takes L alone, (B, 1, H, W); got {tuple(L.shape)}")
-        return run_taps(color.normalize_l(L, self.l_norm), self._stages(), layers)
+            what = ("L, hint a, hint b and the hint mask, (B, 4, H, W)" if self.hints
+                    else "L alone, (B, 1, H, W)")
+            raise ValueError(f"this ECCV16 takes {what}; got {tuple(L.shape)}")
+        x = color.normalize_l(L[:, :1], self.l_norm)
+        if self.hints:
+            x = torch.cat([x, L[:, 1:3] / color.AB_SCALE, L[:, 3:] - 0.5], dim=1)
+        return run_taps(x, self._stages(), layers)
 
     def forward(self, L):
-        """Raw L (B, 1, H, W) -> logits (B, num_classes, H/4, W/4)."""
+        """Raw L (B, 1, H, W) -> logits (B, num_classes, H/4, W/4); with hints (B, 4, H, W)
+        -> (B, 2 + num_classes, H/4, W/4): ab / 110, then the logits."""
         return self.model8[-1](self.forward_features(L, "conv8")["conv8"])
 
 
