@@ -7,6 +7,9 @@
 Then open the address it prints. Drop one or many photos; each result is shown before /
 after at full resolution and can be downloaded as PNG, or all as a zip. The colours equal
 ``tools/colorize.py``'s for the same photo, checkpoint, temperature and working size.
+With a ``--task hints`` checkpoint, a click on a photo places a colour hint (a colour picker
+and the model's suggested colours choose it); each photo keeps its hints, and the zip holds
+them as hints.json, which ``tools/colorize.py --hints`` takes to give the same pixels.
 Uploads and results live in a temporary folder that is removed at exit (Ctrl-C or SIGTERM).
 """
 
