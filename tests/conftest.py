@@ -1,5 +1,5 @@
 """Shared fixtures: small real photographs (from scikit-image) written to temporary folders,
-a decompression bomb, and a small colorize checkpoint."""
+a decompression bomb, and small colorize and hints checkpoints."""
 
 import struct
 import zlib
@@ -60,6 +60,18 @@ def trained(tmp_path_factory):
     """A colorize checkpoint from two training steps of the demo network."""
     out = tmp_path_factory.mktemp("colorize_run")
     code = run_tool("train", ["--task", "colorize", f"run.out={out}", "optim.iterations=2",
+                              "data.crop=32", "data.val_crop=32", "data.train_length=8",
+                              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
+                              "run.device=cpu"])
+    assert code == 0
+    return out / "latest.pt"
+
+
+@pytest.fixture(scope="session")
+def trained_hints(tmp_path_factory):
+    """A hints checkpoint (the network takes colour hints) from two training steps."""
+    out = tmp_path_factory.mktemp("hints_run")
+    code = run_tool("train", ["--task", "hints", f"run.out={out}", "optim.iterations=2",
                               "data.crop=32", "data.val_crop=32", "data.train_length=8",
                               "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
                               "run.device=cpu"])

@@ -2,6 +2,9 @@
 screenshot, through the same code the browser test runs:
 
     python tests/serve_browser.py http://127.0.0.1:7860/ photo.png docs/serve_page.png
+    python tests/serve_browser.py --hints http://127.0.0.1:7860/ photo.png docs/serve_hints.jpg
+
+(the second for a server with a ``--task hints`` checkpoint: a hint placed by a click).
 
 Chromium is Debian's (``apt-get install chromium``), driven by Playwright's Python API;
 Playwright never downloads a browser here.
@@ -64,6 +67,75 @@ def colorize_in_browser(url, photos, downloads, screenshot=None, timeout_s=120):
             browser.close()
 
 
+def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swatch=1,
+                     timeout_s=120):
+    """Upload ``photo``, click it at ``at`` (fractions of its width and height) to place a
+    hint, click suggested colour number ``swatch`` for it, and download the zip.
+
+    Returns:
+        dict: ``expected`` (the photo pixel clicked, (x, y), from where the browser drew the
+        photo), ``hint`` (the hint list's line for it), ``swatches`` (how many suggested
+        colours), ``results`` (the slider's result URL after the upload, the click and the
+        swatch), ``zip`` (the downloaded zip's path) and ``requests``.
+    """
+    from playwright.sync_api import sync_playwright
+
+    requests = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900}, accept_downloads=True)
+            page.on("request", lambda request: requests.append(request.url))
+            page.set_default_timeout(timeout_s * 1000)
+            page.goto(url)
+            page.locator("#photos input[type=file]").set_input_files([str(photo)])
+            page.wait_for_selector("#downloads a[download]")
+            results = [_result_src(page)]
+            img = page.locator("#hint-photo img")
+            img.wait_for()
+            # Where the browser drew the photo inside the <img> box, from its CSS object-fit.
+            box = img.evaluate("i => {const r = i.getBoundingClientRect(); return [r.left, "
+                               "r.top, r.width, r.height, i.naturalWidth, i.naturalHeight, "
+                               "getComputedStyle(i).objectFit]}")
+            left, top, w, h, nw, nh, fit = box
+            scale = {"contain": min(w / nw, h / nh), "scale-down": min(w / nw, h / nh, 1),
+                     "fill": None}.get(fit, 1)
+            assert scale is not None, f"the photo is drawn with object-fit {fit}"
+            x0, y0 = left + (w - nw * scale) / 2, top + (h - nh * scale) / 2
+            expected = (int(at[0] * nw), int(at[1] * nh))
+            page.mouse.click(x0 + (expected[0] + 0.5) * scale,
+                                 y0 + (expected[1] + 0.5) * scale)
+            page.wait_for_selector("#hint-list label:has-text('1: x ')")
+            hint = page.locator("#hint-list label").first.inner_text()
+            results.append(_wait_for_new_result(page, results[-1]))
+            swatches = page.locator("#suggestions button.thumbnail-item")
+            swatches.nth(swatch).wait_for()
+            count = swatches.count()
+            swatches.nth(swatch).click()
+            results.append(_wait_for_new_result(page, results[-1]))
+            if screenshot:
+                page.locator("#hints").scroll_into_view_if_needed()
+                page.screenshot(path=str(screenshot), type="jpeg", quality=80, full_page=True)
+            with page.expect_download() as event:
+                page.locator("#downloads a[download]", has_text="colorized.zip").click()
+            target = Path(downloads) / event.value.suggested_filename
+            event.value.save_as(target)
+            return {"expected": expected, "hint": hint, "swatches": count, "results": results,
+                    "zip": target, "requests": requests, "scale": scale}
+        finally:
+            browser.close()
+
+
+def _result_src(page):
+    return page.locator("#compare img").nth(1).evaluate("img => img.src")
+
+
+def _wait_for_new_result(page, old):
+    page.wait_for_function("src => document.querySelectorAll('#compare img')[1].src != src",
+                           arg=old)
+    return _result_src(page)
+
+
 def foreign_hosts(requests, url):
     """The hosts other than the server's own that ``requests`` went to."""
     own = urlsplit(url).netloc
@@ -74,8 +146,13 @@ def foreign_hosts(requests, url):
 if __name__ == "__main__":
     import tempfile
 
-    server, photo, shot = sys.argv[1:4]
+    hints = "--hints" in sys.argv
+    server, photo, shot = [a for a in sys.argv[1:] if a != "--hints"][:3]
     with tempfile.TemporaryDirectory() as folder:
-        seen = colorize_in_browser(server, [photo], folder, screenshot=shot)
-    print(seen["status"])
+        if hints:
+            seen = hints_in_browser(server, photo, folder, screenshot=shot)
+            print(seen["hint"])
+        else:
+            seen = colorize_in_browser(server, [photo], folder, screenshot=shot)
+            print(seen["status"])
     print("hosts other than the server's:", foreign_hosts(seen["requests"], server) or "none")

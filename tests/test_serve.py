@@ -5,6 +5,7 @@ Each test talks to a real server started as ``python tools/serve.py`` on a free 
 """
 
 import io
+import json
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ from PIL import Image
 from skimage import color as skcolor
 from skimage import data as skdata
 
-from serve_browser import CHROMIUM, colorize_in_browser, foreign_hosts
+from serve_browser import CHROMIUM, colorize_in_browser, foreign_hosts, hints_in_browser
 from tools_util import load_tool, run_tool
 
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is in the test extra")
@@ -290,3 +291,205 @@ def _fetch(url):
     reply = httpx.get(url)
     reply.raise_for_status()
     return io.BytesIO(reply.content)
+
+
+# --- colour hints: a --task hints checkpoint ---------------------------------------------------
+
+def hints_api(client, paths, hints, temperature=0.38, size=SIZE):
+    files = [gradio_client.handle_file(str(p)) for p in paths]
+    text = hints if isinstance(hints, str) else json.dumps(hints)
+    return client.predict(files, text, temperature, size, api_name="/colorize_hints")
+
+
+@pytest.fixture(scope="module")
+def hints_server(trained_hints):
+    srv = Server(trained_hints, "--max-megapixels", "1")  # the last one counts
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def coffee(tmp_path_factory):
+    """A second photo, of another size and name."""
+    path = tmp_path_factory.mktemp("coffee") / "coffee.jpg"
+    Image.fromarray(skdata.coffee()).resize((90, 60)).save(path, quality=90)
+    return path
+
+
+HINTS = {"rocket.jpg": [{"x": 30, "y": 20, "color": "#c03020"},
+                        {"x": 100, "y": 70, "ab": [-20, 40], "size": 5}],
+         "coffee.jpg": [{"x": 45.5, "y": 30, "color": "#2040c0", "size": 1}]}
+
+
+def test_api_hints_give_the_cli_pixels_and_a_hints_file_that_reproduces_them(
+        hints_server, trained_hints, rocket, coffee, tmp_path):
+    status, _, _, downloads = hints_api(hints_server.client(tmp_path), [rocket, coffee], HINTS)
+    assert status == "Colorized 2 of 2 photo(s)."
+    names = [Path(d).name for d in downloads]
+    assert names == ["rocket.png", "coffee.png", "hints.json", "colorized.zip"]
+    table = json.loads(Path(downloads[2]).read_text())
+    with zipfile.ZipFile(downloads[-1]) as zf:
+        assert sorted(zf.namelist()) == ["coffee.png", "hints.json", "rocket.png"]
+        assert json.loads(zf.read("hints.json")) == table
+    # The file given back is the CLI's format: the CLI, given it, makes the page's pixels.
+    assert table == {k: [dict(e, size=e.get("size", 3)) for e in v] for k, v in HINTS.items()}
+    (tmp_path / "hints.json").write_text(json.dumps(table))
+    assert run_tool("colorize", [rocket, coffee, "--ckpt", trained_hints, "-o", tmp_path / "cli",
+                                 "--format", "png", "--device", "cpu", "--size", SIZE,
+                                 "--hints", tmp_path / "hints.json"]) == 0
+    for path in downloads[:2]:
+        page = np.asarray(Image.open(path))
+        assert np.array_equal(page, np.asarray(Image.open(tmp_path / "cli" / Path(path).name)))
+
+
+def test_bad_hints_on_the_api_get_a_message_and_the_server_keeps_serving(
+        hints_server, rocket, tmp_path):
+    client = hints_server.client(tmp_path)
+    bad = {"outside": ({"rocket.jpg": [{"x": 130, "y": 10, "color": "#c03020"}]},
+                       "the point (x=130, y=10) is outside the photo (120x80 pixels"),
+           "colour": ({"rocket.jpg": [{"x": 3, "y": 4, "color": "#zz3020"}]},
+                      "entry 1: color '#zz3020' is not a colour like \"#c03020\""),
+           "photo": ({"other.jpg": [{"x": 3, "y": 4, "color": "#c03020"}]},
+                     "hints for 'other.jpg', a photo not given; the photos are rocket.jpg"),
+           "json": ('{"rocket.jpg": [', "not valid JSON")}
+    for name, (hints, message) in bad.items():
+        with pytest.raises(gradio_client.exceptions.AppError) as err:
+            hints_api(client, [rocket], hints)
+        assert message in str(err.value), name
+        assert hints_api(client, [rocket], "")[0] == "Colorized 1 of 1 photo(s)."
+
+
+def test_a_model_without_hint_inputs_says_hints_need_a_hints_checkpoint(server, rocket,
+                                                                         tmp_path):
+    assert "checkpoint from `tools/train.py --task hints`" in httpx.get(server.url + "config").text
+    client = server.client(tmp_path)
+    with pytest.raises(gradio_client.exceptions.AppError, match="has no hint inputs"):
+        hints_api(client, [rocket], {"rocket.jpg": [{"x": 3, "y": 4, "color": "#c03020"}]})
+    assert hints_api(client, [rocket], "")[0] == "Colorized 1 of 1 photo(s)."
+
+
+class _NoProgress:
+    @staticmethod
+    def tqdm(items, desc=None):
+        return items
+
+
+def _select(index):
+    """The event of a click on item ``index`` (a gallery's) or at [x, y] (an image's)."""
+    import gradio
+    return gradio.SelectData(None, {"index": index, "value": None})
+
+
+def test_the_hint_editor_places_colours_moves_deletes_and_keeps_hints_per_photo(
+        trained_hints, rocket, coffee, tmp_path):
+    import torch
+
+    from splitbrain import color, web
+    from splitbrain.colorize import colorize, load_colorizer
+    from splitbrain.hints import Hint, ab_to_hex, hex_to_ab
+
+    page = web.Page(load_colorizer(trained_hints, size=SIZE), "hints.pt", web.Limits(), tmp_path)
+    *_, session = page.run([str(rocket), str(coffee)], 0.38, SIZE, _NoProgress())
+
+    def unpack(out):
+        assert len(out) == len(web.HINT_OUTPUTS)
+        return dict(zip(web.HINT_OUTPUTS, out))
+
+    def lightness_at(path, x, y):
+        rgb = np.asarray(Image.open(path).convert("RGB")).copy()
+        return float(color.lightness(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0, 0, y, x])
+
+    out = unpack(page.place(session, "add", 3, 30, 20))
+    session = out["session"]
+    (hint,) = session["photos"][0]["hints"]
+    # A new hint starts at the most likely colour there, the first suggestion.
+    assert hint["x"] == 30 and hint["y"] == 20 and hint["ab"] == session["suggestions"][0]
+    assert len(out["suggestions"]) == web.SUGGESTIONS
+    here = lightness_at(rocket, 30, 20)
+    shown = [ab_to_hex(ab, here) for ab in session["suggestions"]]
+    assert [caption for _, caption in out["suggestions"]] == shown
+    assert out["colour"] == shown[0] and out["list"].choices[0][0].startswith("1: x 30, y 20, #")
+    first = out["compare"][1]
+
+    # A suggested colour, then the picker's.
+    out = unpack(page.use_suggestion(session, _select(2)))
+    session = out["session"]
+    assert session["photos"][0]["hints"][0]["ab"] == session["suggestions"][2]
+    out = unpack(page.set_colour(session, "#C03020"))
+    session = out["session"]
+    assert session["photos"][0]["hints"][0] == {"x": 30, "y": 20, "color": "#c03020", "size": 3}
+    result = np.asarray(Image.open(out["compare"][1]))
+    assert out["compare"][1] != first  # a new result (the two-step model's pixels may not move)
+    # The CLI's function gives the same pixels.
+    expected = colorize(Image.open(rocket), page._colorizer(0.38, SIZE),
+                        [Hint(30, 20, hex_to_ab("#c03020"), 3)])
+    assert np.array_equal(result, np.asarray(expected))
+
+    # Bad input: a message, nothing changed.
+    for bad, message in ((page.set_colour(session, "#zz3020"), "is not a colour like"),
+                         (page.place(session, "add", 3, 120, 5), "is outside rocket.jpg "
+                                                                 "(120x80 pixels)")):
+        bad = unpack(bad)
+        assert message in bad["message"]
+        assert all(v is None or isinstance(v, dict) and v.get("__type__") == "update"
+                   for k, v in bad.items() if k != "message"), "nothing else may change"
+
+    # Move it (its colour stays), add a second, delete the first.
+    out = unpack(page.place(session, "move", 3, 60, 40))
+    session = out["session"]
+    assert session["photos"][0]["hints"] == [{"x": 60, "y": 40, "color": "#c03020", "size": 3}]
+    session = unpack(page.place(session, "add", 5, 10, 70))["session"]
+    assert [h["size"] for h in session["photos"][0]["hints"]] == [3, 5]
+    session = unpack(page.choose(session, 0))["session"]
+    session = unpack(page.delete(session))["session"]
+    assert [(h["x"], h["y"]) for h in session["photos"][0]["hints"]] == [(10, 70)]
+
+    # The second photo has its own hints; the first keeps its own.
+    out = page.pick(session, _select(1))
+    session = out[-1]
+    assert out[0][0].endswith("coffee.png") and session["photos"][1]["hints"] == []
+    out = unpack(page.place(session, "add", 3, 5, 6))
+    session = out["session"]
+    table = json.loads(out["file"])
+    assert list(table) == ["rocket.jpg", "coffee.jpg"]
+    assert [(h["x"], h["y"]) for h in table["coffee.jpg"]] == [(5, 6)]
+    assert [Path(d).name for d in out["downloads"]] == ["rocket.png", "coffee.png", "hints.json",
+                                                        "colorized.zip"]
+    assert json.loads(Path(out["downloads"][2]).read_text()) == table
+    # Clear empties only this photo's hints.
+    session = unpack(page.clear(session))["session"]
+    assert session["photos"][1]["hints"] == [] and len(session["photos"][0]["hints"]) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium "
+                    "(apt-get install chromium; .ci/run installs it)")
+def test_in_a_browser_a_click_places_a_hint_a_suggested_colour_changes_it_and_the_cli_agrees(
+        hints_server, trained_hints, tmp_path):
+    pytest.importorskip("playwright", reason="playwright (the Python package) is in the test "
+                                             "extra")
+    # Larger than the page shows it: the click is scaled back to the photo's own pixels.
+    photo = tmp_path / "big_rocket.jpg"
+    Image.fromarray(skdata.rocket()).resize((900, 600)).save(photo, quality=90)
+    shot = tmp_path / "hints.jpg"
+    seen = hints_in_browser(hints_server.url, photo, tmp_path, screenshot=shot)
+    assert seen["scale"] < 0.9, "the photo should be shown smaller than its own size"
+    x, y = map(int, re.match(r"1: x (\d+), y (\d+), #[0-9a-f]{6}$", seen["hint"]).groups())
+    assert abs(x - seen["expected"][0]) <= 1 and abs(y - seen["expected"][1]) <= 1
+    assert seen["swatches"] == 6 and shot.stat().st_size > 10_000
+    with zipfile.ZipFile(seen["zip"]) as zf:
+        table = json.loads(zf.read("hints.json"))
+        page = np.asarray(Image.open(io.BytesIO(zf.read("big_rocket.png"))))
+    assert list(table) == ["big_rocket.jpg"] and len(table["big_rocket.jpg"]) == 1
+    shown = [np.asarray(Image.open(_fetch(src))) for src in seen["results"]]
+    assert np.array_equal(shown[-1], page)
+    # The page's hints file and the CLI give the page's pixels; each change changed them.
+    (tmp_path / "hints.json").write_text(json.dumps(table))
+    cli = cli_output(trained_hints, photo, tmp_path / "cli", "--size", str(SIZE), "--hints",
+                     str(tmp_path / "hints.json"))
+    assert np.array_equal(page, cli)
+    plain = cli_output(trained_hints, photo, tmp_path / "plain", "--size", str(SIZE))
+    assert np.array_equal(shown[0], plain)
+    # Each change gave a new result (the two-step model's pixels barely follow hints).
+    assert len(set(seen["results"])) == 3
+    assert seen["requests"] and foreign_hosts(seen["requests"], hints_server.url) == []
