@@ -74,7 +74,8 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
 
     Returns:
         dict: ``expected`` (the photo pixel clicked, (x, y), from where the browser drew the
-        photo), ``hint`` (the hint list's line for it), ``swatches`` (how many suggested
+        photo), ``hint`` and ``picked`` (the hint list's line for it after the click and after
+        the swatch), ``swatches`` (how many suggested
         colours), ``results`` (the slider's result URL after the upload, the click and the
         swatch), ``zip`` (the downloaded zip's path) and ``requests``.
     """
@@ -93,6 +94,7 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
             results = [_result_src(page)]
             img = page.locator("#hint-photo img")
             img.wait_for()
+            img.scroll_into_view_if_needed()  # a click lands only inside the viewport
             # Where the browser drew the photo inside the <img> box, from its CSS object-fit.
             box = img.evaluate("i => {const r = i.getBoundingClientRect(); return [r.left, "
                                "r.top, r.width, r.height, i.naturalWidth, i.naturalHeight, "
@@ -107,12 +109,23 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
                                  y0 + (expected[1] + 0.5) * scale)
             page.wait_for_selector("#hint-list label:has-text('1: x ')")
             hint = page.locator("#hint-list label").first.inner_text()
-            results.append(_wait_for_new_result(page, results[-1]))
+            # The download list now has hints.json: a new result, whether or not its pixels
+            # moved (the page's file URLs follow the content, so an unchanged result keeps
+            # its URL).
+            json_link = page.locator("#downloads a[download]", has_text="hints.json")
+            json_link.wait_for()
+            results.append(_result_src(page))
             swatches = page.locator("#suggestions button.thumbnail-item")
             swatches.nth(swatch).wait_for()
             count = swatches.count()
+            old = json_link.get_attribute("href")
             swatches.nth(swatch).click()
-            results.append(_wait_for_new_result(page, results[-1]))
+            page.wait_for_function(
+                "old => [...document.querySelectorAll('#downloads a[download]')].some("
+                "a => a.textContent.includes('hints.json') && a.getAttribute('href') != old)",
+                arg=old)
+            picked = page.locator("#hint-list label").first.inner_text()
+            results.append(_result_src(page))
             if screenshot:
                 page.locator("#hints").scroll_into_view_if_needed()
                 page.screenshot(path=str(screenshot), type="jpeg", quality=80, full_page=True)
@@ -120,7 +133,8 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
                 page.locator("#downloads a[download]", has_text="colorized.zip").click()
             target = Path(downloads) / event.value.suggested_filename
             event.value.save_as(target)
-            return {"expected": expected, "hint": hint, "swatches": count, "results": results,
+            return {"expected": expected, "hint": hint, "picked": picked, "swatches": count,
+                    "results": results,
                     "zip": target, "requests": requests, "scale": scale}
         finally:
             browser.close()
@@ -128,12 +142,6 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
 
 def _result_src(page):
     return page.locator("#compare img").nth(1).evaluate("img => img.src")
-
-
-def _wait_for_new_result(page, old):
-    page.wait_for_function("src => document.querySelectorAll('#compare img')[1].src != src",
-                           arg=old)
-    return _result_src(page)
 
 
 def foreign_hosts(requests, url):
