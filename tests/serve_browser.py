@@ -112,7 +112,9 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
             # The download list now has hints.json: a new result, whether or not its pixels
             # moved (the page's file URLs follow the content, so an unchanged result keeps
             # its URL).
-            json_link = page.locator("#downloads a[download]", has_text="hints.json")
+            # A file's row names it; its link shows the size.
+            json_link = page.locator("#downloads tr", has_text="hints.json").locator(
+                "a[download]")
             json_link.wait_for()
             results.append(_result_src(page))
             swatches = page.locator("#suggestions button.thumbnail-item")
@@ -121,8 +123,9 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
             old = json_link.get_attribute("href")
             swatches.nth(swatch).click()
             page.wait_for_function(
-                "old => [...document.querySelectorAll('#downloads a[download]')].some("
-                "a => a.textContent.includes('hints.json') && a.getAttribute('href') != old)",
+                "old => [...document.querySelectorAll('#downloads tr')].some(tr => "
+                "tr.textContent.includes('hints.json') && "
+                "tr.querySelector('a[download]').getAttribute('href') != old)",
                 arg=old)
             picked = page.locator("#hint-list label").first.inner_text()
             results.append(_result_src(page))
@@ -130,7 +133,8 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
                 page.locator("#hints").scroll_into_view_if_needed()
                 page.screenshot(path=str(screenshot), type="jpeg", quality=80, full_page=True)
             with page.expect_download() as event:
-                page.locator("#downloads a[download]", has_text="colorized.zip").click()
+                page.locator("#downloads tr", has_text="colorized.zip").locator(
+                    "a[download]").click()
             target = Path(downloads) / event.value.suggested_filename
             event.value.save_as(target)
             return {"expected": expected, "hint": hint, "picked": picked, "swatches": count,
