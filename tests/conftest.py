@@ -5,10 +5,17 @@ import struct
 import zlib
 
 import pytest
+import torch
 from PIL import Image
 from skimage import data as skdata
 
 from tools_util import run_tool
+
+# One thread, as every subprocess a test starts has (OMP_NUM_THREADS=1): a float reduction
+# split over other thread counts rounds differently, and the tests compare in-process results
+# with a server's or a torchrun worker's pixel for pixel. On 2 cores, more threads than one
+# per process also only fight each other when a test runs a subprocess beside itself.
+torch.set_num_threads(1)
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 

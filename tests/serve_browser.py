@@ -112,9 +112,8 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
             # The download list now has hints.json: a new result, whether or not its pixels
             # moved (the page's file URLs follow the content, so an unchanged result keeps
             # its URL).
-            # A file's row names it; its link shows the size.
-            json_link = page.locator("#downloads tr", has_text="hints.json").locator(
-                "a[download]")
+            # A file's link carries its name in the download attribute (its text is the size).
+            json_link = page.locator("#downloads a[download='hints.json']")
             json_link.wait_for()
             results.append(_result_src(page))
             swatches = page.locator("#suggestions button.thumbnail-item")
@@ -123,18 +122,16 @@ def hints_in_browser(url, photo, downloads, screenshot=None, at=(0.3, 0.4), swat
             old = json_link.get_attribute("href")
             swatches.nth(swatch).click()
             page.wait_for_function(
-                "old => [...document.querySelectorAll('#downloads tr')].some(tr => "
-                "tr.textContent.includes('hints.json') && "
-                "tr.querySelector('a[download]').getAttribute('href') != old)",
+                "old => [...document.querySelectorAll('#downloads a[download=\"hints.json\"]')]"
+                ".some(a => a.getAttribute('href') != old)",
                 arg=old)
             picked = page.locator("#hint-list label").first.inner_text()
             results.append(_result_src(page))
             if screenshot:
-                page.locator("#hints").scroll_into_view_if_needed()
+                page.locator("#hints").first.scroll_into_view_if_needed()  # gradio ids it twice
                 page.screenshot(path=str(screenshot), type="jpeg", quality=80, full_page=True)
             with page.expect_download() as event:
-                page.locator("#downloads tr", has_text="colorized.zip").locator(
-                    "a[download]").click()
+                page.locator("#downloads a[download='colorized.zip']").click()
             target = Path(downloads) / event.value.suggested_filename
             event.value.save_as(target)
             return {"expected": expected, "hint": hint, "picked": picked, "swatches": count,
