@@ -204,6 +204,17 @@ def load_rgb(path, max_pixels=None):
         raise ImageReadError(path, reason) from None
 
 
+def upright_size(img):
+    """(width, height) of ``img`` as :func:`load_rgb` returns it: turned upright by its EXIF
+    orientation (5-8 swap the sides), read from the header without decoding a pixel."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 -- a broken EXIF block: load_rgb leaves such a photo as is
+        orientation = 1
+    w, h = img.size
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
 def _check_pixels(path, size, max_pixels):
     reason = _over_limit(size, max_pixels)
     if reason:

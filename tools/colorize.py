@@ -31,7 +31,7 @@ from tqdm import tqdm
 from splitbrain import checkpoint as ckpt
 from splitbrain import hints as hints_lib
 from splitbrain.colorize import colorize_tensor, load_colorizer, to_hwc
-from splitbrain.images import ImageReadError, allow_pixels, find_images, load_rgb
+from splitbrain.images import ImageReadError, allow_pixels, find_images, load_rgb, upright_size
 from splitbrain.runlog import fatal
 from splitbrain.runtime import resolve_device
 
@@ -233,10 +233,11 @@ def read_hints(path, jobs, out_dir, colorizer, ckpt_path):
         for src, photo_hints in hints.items():
             try:
                 with Image.open(src) as img:  # the header only
-                    size = img.size
+                    size = upright_size(img)  # the photo as shown: EXIF-rotated
             except OSError:  # reported as unreadable when its turn comes
                 continue
-            hints_lib.check_inside(photo_hints, size, f"{path}: {str(src)!r}")
+            name = str(dict(photos).get(src, src))  # as the file may name it
+            hints_lib.check_inside(photo_hints, size, f"{path}: {name!r}")
     except hints_lib.HintFileError as err:
         fatal(err)
     return hints
