@@ -33,7 +33,7 @@ def tool_calls(name):
         if f"tools/{name}.py" not in words:
             continue
         args = words[words.index(f"tools/{name}.py") + 1:]
-        for task in (("colorize", "splitbrain") if "$task" in " ".join(args) else (None,)):
+        for task in (("colorize", "splitbrain", "hints") if "$task" in " ".join(args) else (None,)):
             calls.append([a.replace("$OUT", "out").replace("$task", task or "")
                           for a in args])
     return calls
@@ -42,10 +42,11 @@ def tool_calls(name):
 def test_the_script_parses_and_runs_every_check():
     assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
     train = tool_calls("train")
-    # 200 steps of each task under sync_debug, the GPU-decoding run, the compiled network's
-    # and torchrun's (both also under sync_debug: their steps must be as clean).
-    assert len(train) == 5
-    assert sum("run.sync_debug=true" in c for c in train) == 4
+    # 200 steps of each task (colorize, splitbrain, hints) under sync_debug, the GPU-decoding
+    # run, the compiled network's and torchrun's (both also under sync_debug: their steps must
+    # be as clean).
+    assert len(train) == 6
+    assert sum("run.sync_debug=true" in c for c in train) == 5
     assert sum("run.compile=true" in c for c in train) == 1
     assert any("data.decode=gpu" in c for c in train)
     # The eager grid, then the compiled bf16 step.
@@ -120,7 +121,8 @@ def test_a_failed_check_does_not_stop_the_others_and_the_summary_says_which(tmp_
         tmp_path, '*tools/benchmark.py*) echo "benchmark broke"; exit 3 ;;')
     assert run.returncode == 1
     assert rows == {"check": "exit status", "step_benchmark": "3", "train_colorize": "0",
-                    "train_splitbrain": "0", "torchrun": "skipped: one GPU", "jpeg_folder": "0",
+                    "train_splitbrain": "0", "train_hints": "0", "torchrun": "skipped: one GPU",
+                    "jpeg_folder": "0",
                     "train_gpu_decode": "0", "gpu_decoded": "1", "step_benchmark_compiled": "3",
                     "train_compiled": "0"}
     assert "benchmark broke" in (out / "step_benchmark.log").read_text()

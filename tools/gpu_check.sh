@@ -60,7 +60,7 @@ gpu_decoded() {  # the run must not have fallen back to the CPU decoder
 }
 
 # 1. bf16 training with sync debugging (errors on any synchronisation in the step)
-for task in colorize splitbrain; do
+for task in colorize splitbrain hints; do
     check "train_$task" 90 "$PY" tools/train.py --task "$task" run.device=cuda \
         run.sync_debug=true run.precision=bf16 run.channels_last=true optim.iterations=200 \
         optim.batch_size=64 data.workers=4 run.log_every=100 run.val_every=200 \
