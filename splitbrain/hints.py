@@ -376,7 +376,8 @@ def load_hint_file(path, photos):
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise HintFileError(f"hints file not found: {path}") from None
+        raise HintFileError(f"hints file not found: {path}; check the path given to --hints "
+                             f"(the format is {HINT_FORMAT})") from None
     except (OSError, UnicodeDecodeError) as err:
         raise HintFileError(f"cannot read the hints file {path} ({err})") from None
     try:
