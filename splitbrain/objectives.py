@@ -416,9 +416,10 @@ class HintsObjective:
     unit) plus ``cl_weight`` times the soft cross-entropy of the distribution, which only
     suggests colours at a clicked point. Grey images get weight 0 when ``grey_mask`` is on.
 
-    Hints are drawn from a generator seeded by ``seed`` and the training step (``step``, which a
-    resumed run sets), so a resumed run sees exactly the hints of an uninterrupted one;
-    evaluation (the model in eval mode) uses one fixed draw.
+    Hints are drawn from a generator seeded by ``seed``, the training step (``step``, which a
+    resumed run sets) and the process's ``rank`` under torchrun (each rank's images get their
+    own draw, not a copy of rank 0's), so a resumed run sees exactly the hints of an
+    uninterrupted one; evaluation (the model in eval mode) uses one fixed draw per rank.
 
     Args:
         sampler: a ``HintSampler``.
@@ -428,13 +429,14 @@ class HintsObjective:
         cl_weight: the distribution's share of the loss (>= 0).
         huber_delta: where the ab loss turns from quadratic to linear, in ab units.
         seed: the run's seed.
+        rank: this process's rank under torchrun (0 alone).
     """
 
     head = "reg"
 
     def __init__(self, sampler, k=10, sigma=5.0, class_weights=None, grey_mask=True,
-                 temperature=0.38, cl_weight=1.0, huber_delta=1.0, seed=0):
-        self.sampler, self.k, self.sigma = sampler, k, sigma
+                 temperature=0.38, cl_weight=1.0, huber_delta=1.0, seed=0, rank=0):
+        self.sampler, self.k, self.sigma, self.rank = sampler, k, sigma, rank
         self.class_weights, self.grey_mask, self.temperature = class_weights, grey_mask, temperature
         self.cl_weight, self.huber_delta, self.seed = cl_weight, huber_delta, seed
         self.step = 0
@@ -442,7 +444,7 @@ class HintsObjective:
     def _generator(self, device, training):
         index = self.step if training else -1
         return torch.Generator(device=device).manual_seed(
-            (self.seed * 1_000_003 + index + 7) % (2 ** 63))
+            (self.seed * 1_000_003 + index + 7 + self.rank * 0x9E3779B97F4A7C15) % (2 ** 63))
 
     def __call__(self, model, rgb):
         from .hints import hint_input

@@ -132,7 +132,8 @@ def hints_objective(cfg, model, prior):
     return HintsObjective(HintSampler.from_config(cfg["hints"]), k=c["k"], sigma=c["sigma"],
                           class_weights=weights, grey_mask=c["grey_mask"],
                           temperature=c["temperature"], cl_weight=lo["cl_weight"],
-                          huber_delta=lo["huber_delta"], seed=cfg["run"]["seed"])
+                          huber_delta=lo["huber_delta"], seed=cfg["run"]["seed"],
+                          rank=distributed.rank())
 
 
 def hints_color_state(cfg, model, prior):

@@ -111,6 +111,12 @@ def test_a_training_step_draws_the_hints_of_its_step():
     resumed.step = 3
     resumed(spy, rgb)
     assert torch.equal(seen[-1], seen[3]) and not torch.equal(seen[1], seen[3])
+    # Under torchrun each rank draws its own hints for its images; rank 0 draws as one process.
+    for rank in (0, 1):
+        other = HintsObjective(HintSampler(), seed=5, rank=rank)
+        other.step = 3
+        other(spy, rgb)
+        assert torch.equal(seen[-1], seen[3]) == (rank == 0)
 
 
 @pytest.mark.parametrize("bad", [dict(p=0), dict(max_points=300), dict(patch=(0, 3)),
