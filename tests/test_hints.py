@@ -283,18 +283,28 @@ def test_more_points_give_better_colour_and_zero_points_is_the_automatic_output(
 
 # --- training through the tool, the metric's tool, colorize --hints ------------------------------
 
-@pytest.fixture(scope="module")
-def hints_ckpt(tmp_path_factory):
-    out = tmp_path_factory.mktemp("hints_run")
-    code = run_tool("train", ["--task", "hints", f"run.out={out}", "optim.iterations=2",
-                              "data.crop=32", "data.val_crop=32", "data.train_length=8",
-                              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
-                              "run.device=cpu", "run.ckpt_every=1"])
-    assert code == 0
-    return out / "latest.pt"
+HINTS_TINY = ["--task", "hints", "data.crop=32", "data.val_crop=32", "data.train_length=8",
+              "data.val_length=4", "optim.batch_size=4", "color.prior_images=4",
+              "run.device=cpu"]  # conftest's trained_hints, two steps of it
+
+
+@pytest.fixture
+def hints_ckpt(trained_hints):
+    return trained_hints
 
 
 def test_a_hints_run_resumes_and_its_checkpoint_colorizes(hints_ckpt, tmp_path):
+    # Resumed after step 2, the run ends where one run of 4 steps ends: the same hints per step.
+    import shutil
+
+    shutil.copytree(hints_ckpt.parent, tmp_path / "resumed")
+    assert run_tool("train", ["--task", "hints", "--resume", f"run.out={tmp_path / 'resumed'}",
+                              "optim.iterations=4"]) == 0
+    assert run_tool("train", [*HINTS_TINY, "optim.iterations=4",
+                              f"run.out={tmp_path / 'straight'}"]) == 0
+    a, b = (torch.load(tmp_path / name / "latest.pt", weights_only=True)["state_dict"]
+            for name in ("resumed", "straight"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
     state = torch.load(hints_ckpt, weights_only=True)
     assert state["task"] == "hints" and state["color"]["hints"]["p"] == 0.125
     colorizer = load_colorizer(hints_ckpt, size=32)
