@@ -47,9 +47,14 @@ def torchrun(args, nproc=2, script=TRAIN, timeout=300):
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def single(args, timeout=300):
-    return subprocess.run([sys.executable, str(TRAIN), *map(str, args)], env=env(),
-                          capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+def single(args):
+    """The one-process reference, in this process (torch is imported already; the tests pin it
+    to one thread, as the workers are): its exit code; what it said goes to pytest's capture."""
+    from tools_util import run_tool
+
+    code = run_tool("train", args)
+    return subprocess.CompletedProcess(["tools/train.py", *map(str, args)], code, "",
+                                       "(its output is in the captured stdout and stderr)")
 
 
 def descendants(pid):
@@ -81,6 +86,17 @@ def kill_all(proc):
 
 def weights(path):
     return ckpt.load(path)["state_dict"]
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The reference run of the equivalence tests: TINY for three steps in one process, with
+    the whole batch (under run.sync_debug, which only watches, so every comparison can share
+    it); trained once, in this process."""
+    out = tmp_path_factory.mktemp("one_process")
+    assert single([*TINY, "optim.iterations=3", "run.sync_debug=true",
+                   f"run.out={out}"]).returncode == 0
+    return out
 
 
 def max_diff(a, b):
@@ -250,21 +266,19 @@ def test_host_collectives_agree_across_ranks(tmp_path, write_photos):
 
 
 
-def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path):
+def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path,
+                                                                         one_process):
     # Both under run.sync_debug: the steps stay free of host reads under DDP too (the other
     # torchrun tests run without it).
     two = torchrun([*TINY, "optim.iterations=3", "run.sync_debug=true",
                     f"run.out={tmp_path / 'two'}"])
     assert two.returncode == 0, two.stderr[-3000:]
-    one = single([*TINY, "optim.iterations=3", "run.sync_debug=true",
-                  f"run.out={tmp_path / 'one'}"])
-    assert one.returncode == 0, one.stderr[-3000:]
     # The same updates up to float rounding (sums in another order, then three Adam steps).
     assert max_diff(weights(tmp_path / "two" / "latest.pt"),
-                    weights(tmp_path / "one" / "latest.pt")) < 1e-5
+                    weights(one_process / "latest.pt")) < 1e-5
     # Validation on two shards, summed, equals validation in one process.
     m2 = ckpt.load(tmp_path / "two" / "best.pt")["metrics"]
-    m1 = ckpt.load(tmp_path / "one" / "best.pt")["metrics"]
+    m1 = ckpt.load(one_process / "best.pt")["metrics"]
     for key in ("val/loss", "val/loss_l2ab", "val/model/auc", "val/grey/auc", "val/model/psnr"):
         assert m2[key] == pytest.approx(m1[key], abs=1e-4), key
     config = ckpt.load(tmp_path / "two" / "latest.pt")["config"]
@@ -275,7 +289,7 @@ def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_pa
 
 
 @needs_cxx
-def test_two_compiled_processes_match_one_eager_process(tmp_path):
+def test_two_compiled_processes_match_one_eager_process(tmp_path, one_process):
     # torch.compile around DistributedDataParallel (run.compile; not under the CPU's sync
     # watch, which cannot see compiled code): the same updates (measured 7e-7 here).
     compiled = torchrun([*TINY, "optim.iterations=3", "run.compile=true",
@@ -283,10 +297,8 @@ def test_two_compiled_processes_match_one_eager_process(tmp_path):
     assert compiled.returncode == 0, compiled.stderr[-3000:]
     log = (tmp_path / "compiled" / "train.log").read_text()
     assert re.search(r"run.compile: [1-9]\d* graph\(s\) compiled", log), log[-2000:]
-    one = single([*TINY, "optim.iterations=3", f"run.out={tmp_path / 'one'}"])
-    assert one.returncode == 0, one.stderr[-3000:]
     assert max_diff(weights(tmp_path / "compiled" / "latest.pt"),
-                    weights(tmp_path / "one" / "latest.pt")) < 1e-5
+                    weights(one_process / "latest.pt")) < 1e-5
 
 
 def test_a_killed_two_process_run_resumes_to_the_same_weights(tmp_path):
@@ -469,11 +481,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp_path):
+def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp_path,
+                                                                            one_process):
     """Multi-node launch as README shows it (c10d rendezvous), with two 'nodes' on this host:
     two torchrun agents of one process each train as one process with the whole batch."""
     port = free_port()
-    args = [*TINY, "optim.iterations=3", "run.val_every=1000", f"run.out={tmp_path / 'nodes'}"]
+    args = [*TINY, "optim.iterations=3", f"run.out={tmp_path / 'nodes'}"]
     agents = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
          "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=splitbrain-test",
@@ -488,10 +501,7 @@ def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp
                 kill_all(agent)
     for agent, (_, err) in zip(agents, results):
         assert agent.returncode == 0, err[-3000:]
-    one = single([*TINY, "optim.iterations=3", "run.val_every=1000",
-                  f"run.out={tmp_path / 'one'}"])
-    assert one.returncode == 0, one.stderr[-3000:]
     # As for one node with two processes: the same updates up to float rounding.
     assert max_diff(weights(tmp_path / "nodes" / "latest.pt"),
-                    weights(tmp_path / "one" / "latest.pt")) < 1e-5
+                    weights(one_process / "latest.pt")) < 1e-5
     assert ckpt.load(tmp_path / "nodes" / "latest.pt")["config"]["run"]["world_size"] == 2

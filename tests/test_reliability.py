@@ -39,12 +39,25 @@ def run(args, timeout=300):
                           capture_output=True, text=True, timeout=timeout)
 
 
+def train_here(capsys, args):
+    """tools/train.py in this process, as ``run`` would start it (without the 4 s of a new
+    interpreter importing torch): its exit code and what it printed. For the checks of a
+    tool's words and files; a real process is kept where signals or the command line's own
+    exit are the subject."""
+    capsys.readouterr()
+    code = run_tool("train", args)
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(["tools/train.py", *map(str, args)], code, said.out,
+                                       said.err)
+
+
 def weights(path):
     return ckpt.load(path)["state_dict"]
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_a_signal_saves_says_how_to_resume_and_the_resumed_run_matches(tmp_path, sig, code):
+def test_a_signal_saves_says_how_to_resume_and_the_resumed_run_matches(tmp_path, sig, code,
+                                                                        capsys):
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, str(TRAIN), *TINY, "optim.iterations=100000",
                              f"run.out={out}"], env=env(), cwd=ROOT, stdout=subprocess.PIPE,
@@ -62,9 +75,10 @@ def test_a_signal_saves_says_how_to_resume_and_the_resumed_run_matches(tmp_path,
     assert 3 <= step < 100000
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files
     target = step + 2
-    assert run(["--task", "colorize", "--resume", f"run.out={out}",
-                f"optim.iterations={target}"]).returncode == 0
-    straight = run([*TINY, f"optim.iterations={target}", f"run.out={tmp_path / 'straight'}"])
+    assert train_here(capsys, ["--task", "colorize", "--resume", f"run.out={out}",
+                               f"optim.iterations={target}"]).returncode == 0
+    straight = train_here(capsys, [*TINY, f"optim.iterations={target}",
+                                   f"run.out={tmp_path / 'straight'}"])
     assert straight.returncode == 0, straight.stderr[-2000:]
     a, b = weights(out / "latest.pt"), weights(tmp_path / "straight" / "latest.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -132,15 +146,15 @@ def test_a_bad_setting_on_the_command_line_exits_2_with_one_message(tmp_path):
     assert not out.exists()
 
 
-def test_split_brain_crop_too_small_for_alexnet_is_refused(tmp_path):
+def test_split_brain_crop_too_small_for_alexnet_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
-    result = run(["--task", "splitbrain", "data.crop=32", f"run.out={out}"], timeout=120)
+    result = train_here(capsys, ["--task", "splitbrain", "data.crop=32", f"run.out={out}"])
     assert result.returncode == 2 and "data.crop=32 is too small" in result.stderr
     assert not out.exists()
 
 
 @pytest.mark.parametrize("where", ["file", "readonly", "proc"])
-def test_unwritable_run_folder_is_refused(tmp_path, where):
+def test_unwritable_run_folder_is_refused(tmp_path, where, capsys):
     if where == "file":
         (tmp_path / "f").write_text("x")
         out, expected = tmp_path / "f" / "run", "is a file, not a folder"
@@ -151,16 +165,16 @@ def test_unwritable_run_folder_is_refused(tmp_path, where):
         out, expected = tmp_path / "ro" / "run", "is not writable"
     else:
         out, expected = Path("/proc/splitbrain_run"), "is not writable"
-    result = run([*TINY, "optim.iterations=2", f"run.out={out}"], timeout=120)
+    result = train_here(capsys, [*TINY, "optim.iterations=2", f"run.out={out}"])
     assert result.returncode == 2 and expected in result.stderr, result.stderr[-2000:]
     assert not out.exists()
 
 
-def test_resuming_an_empty_checkpoint_names_the_problem_and_a_way_out(tmp_path):
+def test_resuming_an_empty_checkpoint_names_the_problem_and_a_way_out(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "latest.pt").write_bytes(b"")
-    result = run(["--task", "colorize", "--resume", f"run.out={out}"], timeout=120)
+    result = train_here(capsys, ["--task", "colorize", "--resume", f"run.out={out}"])
     assert result.returncode == 2
     assert "the file is empty (0 bytes)" in result.stderr
     assert f"move {out / 'latest.pt'} aside" in result.stderr
@@ -249,18 +263,20 @@ def hostile_folder(folder, good, bad):
     return folder
 
 
-def test_unreadable_files_are_counted_by_reason_and_stop_the_run_past_the_limit(tmp_path):
+def test_unreadable_files_are_counted_by_reason_and_stop_the_run_past_the_limit(tmp_path,
+                                                                                capsys):
     data = hostile_folder(tmp_path / "photos", good=7, bad=6)
     common = [*TINY, f"data.train={data}", "data.val=sample", "optim.batch_size=2",
               "optim.iterations=12"]
-    stopped = run([*common, f"run.out={tmp_path / 'strict'}"])
+    stopped = train_here(capsys, [*common, f"run.out={tmp_path / 'strict'}"])
     assert stopped.returncode == 4, stopped.stderr[-2000:]
     said = stopped.stdout + stopped.stderr  # the run log's line, echoed
     assert "above data.max_bad_fraction=0.1" in said
     assert "not an image: 2" in said and "empty file: 2" in said
     assert "Traceback" not in stopped.stderr
 
-    tolerant = run([*common, "data.max_bad_fraction=0.9", f"run.out={tmp_path / 'ok'}"])
+    tolerant = train_here(capsys, [*common, "data.max_bad_fraction=0.9",
+                                   f"run.out={tmp_path / 'ok'}"])
     assert tolerant.returncode == 0, tolerant.stderr[-2000:]
     log = (tmp_path / "ok" / "train.log").read_text()
     assert "6 of 13 training files unreadable" in log.splitlines()[-1]
@@ -297,20 +313,21 @@ def test_a_data_health_stop_saves_its_step_and_the_resume_it_names_works(tmp_pat
     assert "resumed with data.max_bad_fraction = 0.9 (was 0.1)" in log
 
 
-def test_a_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path):
+def test_a_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path, capsys):
     data = hostile_folder(tmp_path / "photos", good=0, bad=5)
     out = tmp_path / "run"
-    result = run([*TINY, f"data.train={data}", "data.val=sample", f"run.out={out}"])
+    result = train_here(capsys, [*TINY, f"data.train={data}", "data.val=sample",
+                                 f"run.out={out}"])
     assert result.returncode == 2 and "none of the 5 files tried out of 5" in result.stderr
     assert not out.exists()
 
 
 # --- checkpoints kept, and never a poisoned one -------------------------------------------------
 
-def test_the_last_n_saves_are_kept_and_load(tmp_path):
+def test_the_last_n_saves_are_kept_and_load(tmp_path, capsys):
     out = tmp_path / "run"
-    result = run([*TINY, "optim.iterations=5", "run.ckpt_every=1", "run.keep=2",
-                  f"run.out={out}"])
+    result = train_here(capsys, [*TINY, "optim.iterations=5", "run.ckpt_every=1",
+                                 "run.keep=2", f"run.out={out}"])
     assert result.returncode == 0, result.stderr[-2000:]
     kept = sorted(p.name for p in out.glob("step_*.pt"))
     assert kept == ["step_000000004.pt", "step_000000005.pt"]
@@ -319,10 +336,10 @@ def test_the_last_n_saves_are_kept_and_load(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_a_diverging_run_never_saves_non_finite_weights(tmp_path):
+def test_a_diverging_run_never_saves_non_finite_weights(tmp_path, capsys):
     out = tmp_path / "run"
-    result = run([*TINY, "optim.lr=1e6", "optim.iterations=30", "run.ckpt_every=1",
-                  "run.keep=0", f"run.out={out}"])
+    result = train_here(capsys, [*TINY, "optim.lr=1e6", "optim.iterations=30",
+                                 "run.ckpt_every=1", "run.keep=0", f"run.out={out}"])
     assert result.returncode in (0, 3), result.stderr[-2000:]
     for path in out.glob("*.pt"):
         assert all(torch.isfinite(t).all() for t in weights(path).values()), path
@@ -380,11 +397,11 @@ def test_a_run_whose_weights_turn_useless_names_the_last_good_save_which_coloriz
     assert (tmp_path / "col" / "p.png").is_file() and "error" not in capsys.readouterr().err
 
 
-def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
+def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path, capsys):
     from PIL import Image
 
     src = tmp_path / "train"
-    assert run([*TINY, "optim.iterations=1", f"run.out={src}"]).returncode == 0
+    assert train_here(capsys, [*TINY, "optim.iterations=1", f"run.out={src}"]).returncode == 0
     state = torch.load(src / "latest.pt", weights_only=True)
     for k, v in state["state_dict"].items():
         if v.is_floating_point():
@@ -392,11 +409,10 @@ def test_colorizing_with_broken_weights_is_an_error_not_a_black_photo(tmp_path):
     state.pop("checksum")
     torch.save(state, tmp_path / "broken.pt")
     Image.new("RGB", (20, 16), (90, 90, 90)).save(tmp_path / "p.png")
-    result = subprocess.run([sys.executable, str(ROOT / "tools" / "colorize.py"),
-                             str(tmp_path / "p.png"), "--ckpt", str(tmp_path / "broken.pt"),
-                             "-o", str(tmp_path / "out")], env=env(), capture_output=True,
-                            text=True, timeout=120)
-    assert result.returncode == 2 and "non-finite colours" in result.stderr
+    capsys.readouterr()
+    code = run_tool("colorize", [tmp_path / "p.png", "--ckpt", tmp_path / "broken.pt", "-o",
+                                 tmp_path / "out"])
+    assert code == 2 and "non-finite colours" in capsys.readouterr().err
     assert not (tmp_path / "out" / "p.png").exists()
 
 
@@ -428,7 +444,8 @@ def test_colorizes_broken_weights_message_has_lines_of_its_own_beside_the_progre
     assert err.endswith("\n" + message)  # on a line of its own, ended, and nothing after it
 
 
-def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_file(tmp_path):
+def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_file(tmp_path,
+                                                                                     capsys):
     import numpy as np
     from PIL import Image
     from skimage import data as skdata
@@ -439,14 +456,15 @@ def test_an_all_grey_dataset_and_a_prior_file_of_objects_are_refused_before_any_
         photo = Image.fromarray(skdata.camera()).convert("RGB")
         photo.crop((40 * i, 0, 40 * i + 96, 96)).save(grey / f"g{i}.png")
     out = tmp_path / "run"
-    result = run([*TINY, f"data.train={grey}", "data.val=sample", "optim.batch_size=2",
-                  f"run.out={out}"])
+    result = train_here(capsys, [*TINY, f"data.train={grey}", "data.val=sample",
+                                 "optim.batch_size=2", f"run.out={out}"])
     assert result.returncode == 2 and "no colour pixels were counted" in result.stderr
     assert "color.prior=FILE" in result.stderr and not out.exists()
 
     np.save(tmp_path / "objects.npy", np.array([{"a": 1}] * 313, dtype=object),
             allow_pickle=True)
-    result = run([*TINY, f"color.prior={tmp_path / 'objects.npy'}", f"run.out={out}"])
+    result = train_here(capsys, [*TINY, f"color.prior={tmp_path / 'objects.npy'}",
+                                 f"run.out={out}"])
     assert result.returncode == 2 and "cannot read prior" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
@@ -476,17 +494,18 @@ def test_non_finite_steps_can_be_skipped_and_counted(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
-def test_cuda_without_a_gpu_is_refused_before_any_file(tmp_path):
+def test_cuda_without_a_gpu_is_refused_before_any_file(tmp_path, capsys):
     out = tmp_path / "run"
-    result = run([*TINY[:-1], "run.device=cuda", f"run.out={out}"])
+    result = train_here(capsys, [*TINY[:-1], "run.device=cuda", f"run.out={out}"])
     assert result.returncode == 2 and "no CUDA GPU is available" in result.stderr
     assert not out.exists()
 
 
-def test_a_validation_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path):
+def test_a_validation_folder_where_nothing_is_readable_is_refused_before_any_work(tmp_path,
+                                                                                   capsys):
     data = hostile_folder(tmp_path / "val", good=0, bad=4)
     out = tmp_path / "run"
-    result = run([*TINY, f"data.val={data}", f"run.out={out}"])
+    result = train_here(capsys, [*TINY, f"data.val={data}", f"run.out={out}"])
     assert result.returncode == 2 and "none of the 4 files tried out of 4" in result.stderr
     assert not out.exists()
 
