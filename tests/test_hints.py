@@ -49,17 +49,17 @@ def test_patch_sides_are_uniform_over_the_range():
 
 @pytest.mark.parametrize("location", ["gauss", "uniform"])
 def test_centres_follow_the_stated_distribution(location):
-    size, count = 400, 40_000
+    size, count = 100, 40_000  # a column of 100 rows: standard errors about 0.13 rows
     sampler = HintSampler(patch=(1, 1), location=location, spread=0.25)
-    _, mask = sampler(torch.zeros(count, 2, size, 8), gen(), points=1)
+    _, mask = sampler(torch.zeros(count, 2, size, 1), gen(), points=1)
     rows = mask[:, 0].sum(-1).argmax(-1).float()  # the row of each image's one pixel
     rng = np.random.default_rng(0)
     if location == "gauss":  # a normal at the centre, sd a quarter of the side, clamped
         ref = np.clip(np.floor(size / 2 + 0.25 * size * rng.standard_normal(10**6)), 0, size - 1)
     else:
         ref = np.floor(rng.uniform(0, size, 10**6))
-    assert abs(float(rows.mean()) - ref.mean()) < 2.0
-    assert abs(float(rows.std()) - ref.std()) < 2.0
+    assert abs(float(rows.mean()) - ref.mean()) < 0.5
+    assert abs(float(rows.std()) - ref.std()) < 0.5
 
 
 def test_a_hint_is_the_truths_mean_over_its_patch_and_later_points_win():
