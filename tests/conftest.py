@@ -84,3 +84,11 @@ def trained_hints(tmp_path_factory):
                               "run.device=cpu"])
     assert code == 0
     return out / "latest.pt"
+
+
+def pytest_collection_modifyitems(items):
+    """A test that uses a running server (test_serve.py's ``server`` and ``hints_server``
+    fixtures start ``tools/serve.py`` in a subprocess) is slow, as the marker says."""
+    for item in items:
+        if {"server", "hints_server"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

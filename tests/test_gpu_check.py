@@ -136,7 +136,7 @@ def test_a_check_past_its_time_is_stopped_and_the_budget_skips_the_rest(tmp_path
     """Training hangs: it is cut at what is left of the budget (exit 124), and the checks
     after it are skipped, not left to run past the lease; the report is still written."""
     run, out, rows = run_with_stand_in(tmp_path, "*tools/train.py*) sleep 100 ;;",
-                                       BUDGET_S="5", MIN_CHECK_S="2")
+                                       BUDGET_S="2", MIN_CHECK_S="1")
     assert run.returncode == 1
     assert rows["train_colorize"] == "124"  # cut at what was left of the budget
     assert rows["step_benchmark"] == "skipped: out of time"
