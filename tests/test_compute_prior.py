@@ -1,6 +1,7 @@
 """tools/compute_prior.py: the prior of real photos, its summary, and refusing to overwrite."""
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
