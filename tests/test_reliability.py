@@ -576,24 +576,34 @@ def test_join_halves_never_replaces_a_folder_and_reports_a_failed_write(tmp_path
     assert ckpt.load(folder / "joined.pt", task="splitbrain")["model"]["kwargs"]["half"] == "both"
 
 
-def test_serve_on_a_port_in_use_names_the_port_option(trained):
+def test_serve_on_a_port_in_use_names_the_port_option(trained, capsys, monkeypatch):
     pytest.importorskip("gradio")
     import socket
 
+    # In-process (it never serves): the tool's SIGTERM handler is put back afterwards.
+    monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(signal, "signal", _keep_handler(signal.signal))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run([sys.executable, str(ROOT / "tools" / "serve.py"), "--ckpt",
-                                 str(trained), "--port", str(port)],
-                                env=dict(env(), GRADIO_ANALYTICS_ENABLED="False",
-                                         HF_HUB_OFFLINE="1"),
-                                cwd=ROOT, capture_output=True, text=True, timeout=180)
+        code = run_tool("serve", ["--ckpt", trained, "--port", port])
+    said = capsys.readouterr()
+    result = subprocess.CompletedProcess("serve", code, said.out, said.err)
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"cannot listen on 127.0.0.1 port {port}: the port is in use" in result.stderr
     assert "choose another with --port" in result.stderr and "Traceback" not in result.stderr
     workdir = re.search(r"uploads and results in (\S+)", result.stdout).group(1)
     assert not Path(workdir).exists()  # the temporary folder is still removed
+
+
+def _keep_handler(real_signal):
+    """signal.signal that leaves SIGTERM's handler alone (a tool run in-process sets its own)."""
+    def setter(signum, handler):
+        return signal.getsignal(signum) if signum == signal.SIGTERM else real_signal(signum,
+                                                                                      handler)
+    return setter
 
 
 # --- too large a photo, a decompression bomb included: one message -----------------------------
