@@ -97,6 +97,7 @@ def test_the_table_shows_the_flop_bound_for_bf16_rows_on_a_known_gpu():
     assert bf16[-3].strip() == "25.0%" and bf16[-2].strip() == "4.00x"
 
 
+@pytest.mark.slow  # torch.compile: 30 s with a cold cache
 @needs_cxx
 def test_the_compiled_step_is_a_row_beside_the_eager_one(capsys):
     torch._dynamo.reset()

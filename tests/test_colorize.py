@@ -263,6 +263,7 @@ def test_row_chunks_give_the_colours_of_one_full_resolution_pass(trained):
     assert (chunked.int() - ref.int()).abs().max() <= 1
 
 
+@pytest.mark.slow  # a tool in a subprocess, on 24 megapixels
 def test_a_24_megapixel_photo_colorizes_in_under_1_5_gb(trained, tmp_path):
     import subprocess
     import sys
@@ -298,6 +299,7 @@ def test_an_unwritable_output_folder_is_refused_before_any_work(trained, tmp_pat
     assert "is not writable" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a tool in a subprocess under a memory limit
 def test_a_photo_too_large_for_memory_fails_alone_and_the_others_are_colorized(trained,
                                                                              tmp_path):
     import subprocess

@@ -505,3 +505,18 @@ def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp
     assert max_diff(weights(tmp_path / "nodes" / "latest.pt"),
                     weights(one_process / "latest.pt")) < 1e-5
     assert ckpt.load(tmp_path / "nodes" / "latest.pt")["config"]["run"]["world_size"] == 2
+
+
+def test_the_hints_task_trains_under_torchrun(tmp_path):
+    """User-hint training (four input channels, ab plus a distribution out) with two processes:
+    each rank draws its own hints (tests/test_hints.py), rank 0 saves one hints checkpoint."""
+    hints = ["--task", "hints", "data.crop=32", "data.val_crop=32", "data.train_length=16",
+             "data.val_length=8", "optim.batch_size=4", "color.prior_images=8",
+             "optim.iterations=3", "run.val_every=3", "run.log_every=1", "run.device=cpu",
+             f"run.out={tmp_path / 'hints'}"]
+    run = torchrun(hints)
+    assert run.returncode == 0, run.stderr[-3000:]
+    state = ckpt.load(tmp_path / "hints" / "latest.pt", task="hints")
+    assert state["step"] == 3 and state["config"]["run"]["world_size"] == 2
+    log = (tmp_path / "hints" / "train.log").read_text()
+    assert "x 2 process(es)" in log and "step 3 validation:" in log and "hint_pixels=" in log

@@ -250,6 +250,7 @@ def _losses(out):
     return [e.value for e in events.Scalars("train/loss")]
 
 
+@pytest.mark.slow  # torch.compile: 15 s with a cold cache
 @needs_cxx
 def test_a_compiled_run_follows_the_eager_one_and_saves_the_plain_network(tmp_path,
                                                                          fresh_dynamo):
