@@ -10,7 +10,7 @@ from PIL import Image
 from skimage.color import rgb2lab
 
 from splitbrain import color
-from tools_util import run_tool
+from tools_util import run_captured, run_tool
 
 def reference_counts(paths):
     """ab bin counts of whole images, Lab by scikit-image, nearest bin by brute force."""
@@ -42,10 +42,10 @@ def test_cli_writes_the_prior_of_the_readable_colour_images(folder, tmp_path, ca
 
     # In-process, as its command line runs it; the skip is reported (a warning, on stderr).
     with pytest.warns(UnreadableImageWarning, match="c_broken.jpg: empty file"):
-        code = run_tool("compute_prior", ["--data", folder, "--out", out, "--size", "32",
-                                          "--batch-size", "3", "--device", "cpu"])
-    proc = capsys.readouterr()
-    assert code == 0, proc.err
+        proc = run_captured(capsys, "compute_prior", ["--data", folder, "--out", out, "--size",
+                                                      "32", "--batch-size", "3", "--device",
+                                                      "cpu"])
+    assert proc.returncode == 0, proc.stderr
     prior = np.load(out)
     assert prior.shape == (313,) and abs(prior.sum() - 1) < 1e-9 and (prior >= 0).all()
     # Lab by kornia vs scikit-image differ by ~1e-4, enough to move a rare boundary pixel.
@@ -56,7 +56,7 @@ def test_cli_writes_the_prior_of_the_readable_colour_images(folder, tmp_path, ca
     assert not [p for p in out.parent.iterdir() if p != out]  # no temp file left behind
 
     # The summary agrees with the file it wrote.
-    text = proc.out
+    text = proc.stdout
     assert "images used: 2" in text and "unreadable files skipped: 1" in text
     seen = int(re.search(r"bins seen: (\d+) of 313", text).group(1))
     assert abs(seen - (counts > 0).sum()) <= 2

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tools_util import needs_cxx
+from tools_util import needs_cxx, run_tool
 
 from splitbrain import checkpoint as ckpt
 from splitbrain.loaders import StepBatches, eval_loader
@@ -50,8 +50,6 @@ def torchrun(args, nproc=2, script=TRAIN, timeout=300):
 def single(args):
     """The one-process reference, in this process (torch is imported already; the tests pin it
     to one thread, as the workers are): its exit code; what it said goes to pytest's capture."""
-    from tools_util import run_tool
-
     code = run_tool("train", args)
     return subprocess.CompletedProcess(["tools/train.py", *map(str, args)], code, "",
                                        "(its output is in the captured stdout and stderr)")

@@ -23,7 +23,7 @@ from splitbrain.probe.encoder import (PROBE_LAYERS, PROBE_SIZES, RESIZE_MODES, F
 from splitbrain.probe.solver_sgd import SGDRecipe, build_heads, probe_sgd, train_probes
 from splitbrain.probe.heads import from_sklearn, load_heads
 from splitbrain.probe.solver_sklearn import knn_accuracy, logistic_probe, probe_sklearn
-from tools_util import run_tool
+from tools_util import run_captured, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 CROP = 64  # the smallest crop at which every AlexNet tap has more than one position
@@ -289,11 +289,10 @@ def test_cli_writes_one_result_row_per_layer(tmp_path, capsys):
     out = tmp_path / "run"
     # In-process, as its command line runs it (the exit codes of a real process are checked
     # by the packaging and torchrun tests).
-    code = run_tool("probe", ["--ckpt", ck, "--layer", "all", "--data", "sample", "--out", out,
-                              *TINY])
-    said = capsys.readouterr()
-    assert code == 0, said.err[-3000:]
-    assert "| conv4 |" in said.out and "top1" in said.out  # the markdown table
+    proc = run_captured(capsys, "probe", ["--ckpt", ck, "--layer", "all", "--data", "sample",
+                                          "--out", out, *TINY])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| conv4 |" in proc.stdout and "top1" in proc.stdout  # the markdown table
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["layer"] for r in rows] == list(PROBE_LAYERS)

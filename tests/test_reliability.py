@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from splitbrain import checkpoint as ckpt
-from tools_util import run_tool
+from tools_util import run_captured, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAIN = ROOT / "tools" / "train.py"
@@ -40,15 +40,9 @@ def run(args, timeout=300):
 
 
 def train_here(capsys, args):
-    """tools/train.py in this process, as ``run`` would start it (without the 4 s of a new
-    interpreter importing torch): its exit code and what it printed. For the checks of a
-    tool's words and files; a real process is kept where signals or the command line's own
-    exit are the subject."""
-    capsys.readouterr()
-    code = run_tool("train", args)
-    said = capsys.readouterr()
-    return subprocess.CompletedProcess(["tools/train.py", *map(str, args)], code, said.out,
-                                       said.err)
+    """tools/train.py in this process, with what it printed (tools_util.run_captured); a real
+    process is kept where signals or the command line's own exit are the subject."""
+    return run_captured(capsys, "train", args)
 
 
 def weights(path):
@@ -580,30 +574,19 @@ def test_serve_on_a_port_in_use_names_the_port_option(trained, capsys, monkeypat
     pytest.importorskip("gradio")
     import socket
 
-    # In-process (it never serves): the tool's SIGTERM handler is put back afterwards.
+    # In-process: it never serves.
     monkeypatch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(signal, "signal", _keep_handler(signal.signal))
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        code = run_tool("serve", ["--ckpt", trained, "--port", port])
-    said = capsys.readouterr()
-    result = subprocess.CompletedProcess("serve", code, said.out, said.err)
+        result = run_captured(capsys, "serve", ["--ckpt", trained, "--port", port])
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"cannot listen on 127.0.0.1 port {port}: the port is in use" in result.stderr
     assert "choose another with --port" in result.stderr and "Traceback" not in result.stderr
     workdir = re.search(r"uploads and results in (\S+)", result.stdout).group(1)
     assert not Path(workdir).exists()  # the temporary folder is still removed
-
-
-def _keep_handler(real_signal):
-    """signal.signal that leaves SIGTERM's handler alone (a tool run in-process sets its own)."""
-    def setter(signum, handler):
-        return signal.getsignal(signum) if signum == signal.SIGTERM else real_signal(signum,
-                                                                                      handler)
-    return setter
 
 
 # --- too large a photo, a decompression bomb included: one message -----------------------------

@@ -257,11 +257,8 @@ def test_a_host_other_than_this_machine_is_warned_about():
 def test_a_checkpoint_that_cannot_colorize_is_refused_before_serving(tmp_path, capsys):
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
-    handler = signal.getsignal(signal.SIGTERM)  # the tool sets its own; this process keeps ours
-    try:  # in-process: it stops before any server starts
-        code = run_tool("serve", ["--ckpt", bad, "--port", _free_port()])
-    finally:
-        signal.signal(signal.SIGTERM, handler)
+    # In-process: it stops before any server starts.
+    code = run_tool("serve", ["--ckpt", bad, "--port", _free_port()])
     assert code == 2 and "cannot read checkpoint" in capsys.readouterr().err
 
 

@@ -3,6 +3,8 @@
 import importlib.util
 import os
 import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -23,12 +25,30 @@ def load_tool(name):
 
 
 def run_tool(name, argv):
-    """Call tools/<name>.py main(argv); return its exit code (0 when it returns)."""
+    """Call tools/<name>.py main(argv); return its exit code (0 when it returns).
+
+    The signal handlers a tool installs (serve's SIGTERM clean-up, training's stop requests)
+    are put back afterwards: the test process keeps its own.
+    """
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         load_tool(name).main([str(a) for a in argv])
     except SystemExit as exc:
         return exc.code or 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return 0
+
+
+def run_captured(capsys, name, argv):
+    """``run_tool``, with what it printed: a CompletedProcess as ``subprocess.run`` would give
+    for its command line, without a new interpreter importing torch (about 4 s)."""
+    capsys.readouterr()
+    code = run_tool(name, argv)
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess([f"tools/{name}.py", *map(str, argv)], code, said.out,
+                                       said.err)
 
 
 @pytest.fixture
