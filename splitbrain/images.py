@@ -204,12 +204,18 @@ def load_rgb(path, max_pixels=None):
         raise ImageReadError(path, reason) from None
 
 
+def exif_orientation(img):
+    """The EXIF orientation tag of an opened image (1, upright, when absent), from its header;
+    a broken EXIF block raises as Pillow does."""
+    return img.getexif().get(0x0112, 1)
+
+
 def upright_size(img):
     """(width, height) of ``img`` as :func:`load_rgb` returns it: turned upright by its EXIF
     orientation (5-8 swap the sides), read from the header without decoding a pixel."""
     try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # noqa: BLE001 -- a broken EXIF block: load_rgb leaves such a photo as is
+        orientation = exif_orientation(img)
+    except Exception:  # noqa: BLE001 -- a broken EXIF block: reported when the photo is read
         orientation = 1
     w, h = img.size
     return (h, w) if orientation in (5, 6, 7, 8) else (w, h)

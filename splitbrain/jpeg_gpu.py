@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from .compat import jpeg_decoder
 from .data import ImageFiles
+from .images import exif_orientation
 from .loaders import SeededSamples, StepBatches, seeded
 
 DECODES = ("cpu", "gpu")
@@ -33,7 +34,6 @@ _JPEG_MAGIC = b"\xff\xd8\xff"
 _GPU_MODES = ("RGB", "L")  # JPEG colour modes nvJPEG decodes to RGB like PIL does
 # torchvision's CUDA decode_jpeg ignores apply_exif_orientation (0.26), so a photo stored
 # rotated (EXIF orientation other than 1) stays on the CPU path, which turns it upright.
-_EXIF_ORIENTATION = 0x0112
 
 
 def choose_decode(requested, dataset, device):
@@ -88,7 +88,7 @@ def _read_gpu_jpeg(path):
         with Image.open(io.BytesIO(data)) as img:  # the header only
             ok = img.format == "JPEG" and img.mode in _GPU_MODES \
                 and img.width * img.height <= (Image.MAX_IMAGE_PIXELS or float("inf")) \
-                and img.getexif().get(_EXIF_ORIENTATION, 1) == 1
+                and exif_orientation(img) == 1
     except Exception:  # noqa: BLE001 - missing, unreadable, a bad header: the CPU path reports it
         return None
     return data if ok else None
