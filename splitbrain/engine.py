@@ -222,6 +222,7 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
             except (ConnectionError, EOFError) as err:
                 # A worker killed mid-transfer can break its pipe before PyTorch's own
                 # "DataLoader worker ... is killed" error arrives: the same death, between steps.
+                stop_workers(batches, val_loader)
                 raise LoaderDiedError(step, f"{type(err).__name__} from the loader's worker "
                                             f"pipe ({err})", best_loss, True) from err
             if rgb is None:  # a finite loader ran out (the training loaders are endless)
@@ -286,11 +287,37 @@ def train(model, objective, optimizer, scheduler, scaler, loader, *, start_step,
     except RuntimeError as err:  # DataLoader's error for a worker that died
         if "DataLoader worker" not in str(err):
             raise
+        stop_workers(batches, val_loader)
         raise LoaderDiedError(step, str(err).strip().splitlines()[0].rstrip("."),
                               best_loss, whole) from err
     vote.finish()
     watch.check()
     return step, best_loss
+
+
+def stop_workers(*loaders):
+    """End the worker processes of ``loaders`` (iterators or DataLoaders; others are let be)
+    after one of their workers died, before anything else runs.
+
+    Until a loader's workers are shut down, PyTorch's SIGCHLD handler watches their pids and
+    raises "DataLoader worker ... is killed" at the next SIGCHLD, wherever the main process is
+    then. When the dead worker's broken pipe is met first, that comes later: in the save of the
+    last whole step, say, which it would break. The handler may also fire during this call:
+    PyTorch forgets that loader's pids as it raises, so the error is the death already being
+    handled, and the workers left are ended at exit.
+    """
+    for loader in loaders:
+        it = getattr(loader, "_iterator", loader)  # persistent workers live in the loader
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is None:
+            continue
+        try:
+            shutdown()
+        except RuntimeError as err:
+            if "DataLoader worker" not in str(err):
+                raise
+        if getattr(loader, "_iterator", None) is it:
+            loader._iterator = None  # a later iter() starts new workers
 
 
 @torch.no_grad()

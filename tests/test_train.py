@@ -1,6 +1,7 @@
 """tools/train.py end to end on the bundled photos: outputs, TensorBoard, resume, bad input."""
 
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -362,6 +363,56 @@ def test_a_loader_that_dies_between_steps_saves_the_last_step(tmp_path, monkeypa
     assert ckpt.load(out / "latest.pt")["step"] == 2
     monkeypatch.undo()
     _resumes_to_the_uninterrupted_weights(out, tmp_path / "full", settings)
+
+
+def test_a_dead_workers_late_signal_does_not_break_the_save_of_the_last_step(tmp_path,
+                                                                           monkeypatch, capsys):
+    """A worker killed mid-transfer: its broken pipe reaches the loop first, and PyTorch's
+    SIGCHLD handler raises "DataLoader worker ... is killed" at the next SIGCHLD, wherever the
+    main process is then (met under load: in the save of the last whole step). The loop stops
+    the loader's workers first, so the save completes and the message stands."""
+    import os
+    import signal
+    import time
+
+    from torch.utils.data import dataloader
+
+    from splitbrain import engine
+
+    real_next, calls = dataloader._MultiProcessingDataLoaderIter.__next__, []
+
+    def dies_unannounced(self):
+        calls.append(1)  # the training loader's (validation comes at the last step only)
+        if len(calls) == 4:  # fetching step 4's batch: step 3 is whole
+            pytorch_handler = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # a late signal
+            try:
+                pid = self._workers[0].pid
+                os.kill(pid, signal.SIGKILL)
+                deadline = time.time() + 10
+                while Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    assert time.time() < deadline, "the worker did not die"
+                    time.sleep(0.01)
+            finally:
+                signal.signal(signal.SIGCHLD, pytorch_handler)
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real_next(self)
+
+    real_check = engine.nonfinite_outputs
+
+    def signal_during_save(*args, **kwargs):  # the worker's own SIGCHLD, or another child's
+        os.kill(os.getpid(), signal.SIGCHLD)
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(dataloader._MultiProcessingDataLoaderIter, "__next__", dies_unannounced)
+    monkeypatch.setattr(engine, "nonfinite_outputs", signal_during_save)
+    out = tmp_path / "run"
+    assert train(out, "data.workers=1", "run.ckpt_every=100", "run.val_every=100",
+                 "run.image_every=100", iterations=8) == 8
+    said = capsys.readouterr()
+    text = said.out + said.err
+    assert "a data loader worker died after step 3: ConnectionResetError" in text
+    assert f"saved {out / 'latest.pt'} at step 3" in text and f"--resume run.out={out}" in text
+    assert ckpt.load(out / "latest.pt")["step"] == 3
 
 
 def test_a_loader_that_dies_during_a_step_saves_nothing_half_done(tmp_path, monkeypatch,
