@@ -264,28 +264,6 @@ def test_host_collectives_agree_across_ranks(tmp_path, write_photos):
 
 
 
-def test_two_processes_with_half_the_batch_match_one_with_the_whole_batch(tmp_path,
-                                                                         one_process):
-    # Both under run.sync_debug: the steps stay free of host reads under DDP too (the other
-    # torchrun tests run without it).
-    two = torchrun([*TINY, "optim.iterations=3", "run.sync_debug=true",
-                    f"run.out={tmp_path / 'two'}"])
-    assert two.returncode == 0, two.stderr[-3000:]
-    # The same updates up to float rounding (sums in another order, then three Adam steps).
-    assert max_diff(weights(tmp_path / "two" / "latest.pt"),
-                    weights(one_process / "latest.pt")) < 1e-5
-    # Validation on two shards, summed, equals validation in one process.
-    m2 = ckpt.load(tmp_path / "two" / "best.pt")["metrics"]
-    m1 = ckpt.load(one_process / "best.pt")["metrics"]
-    for key in ("val/loss", "val/loss_l2ab", "val/model/auc", "val/grey/auc", "val/model/psnr"):
-        assert m2[key] == pytest.approx(m1[key], abs=1e-4), key
-    config = ckpt.load(tmp_path / "two" / "latest.pt")["config"]
-    assert config["run"]["world_size"] == 2 and config["optim"]["batch_size"] == 4
-    # Rank 0 alone writes: one log, one events file.
-    assert len(list((tmp_path / "two").glob("events.out.tfevents.*"))) == 1
-    assert "x 2 process(es)" in (tmp_path / "two" / "train.log").read_text()
-
-
 @needs_cxx
 def test_two_compiled_processes_match_one_eager_process(tmp_path, one_process):
     # torch.compile around DistributedDataParallel (run.compile; not under the CPU's sync
@@ -375,25 +353,11 @@ def test_a_stop_signal_to_one_rank_stops_every_rank_at_once_and_rank_0_saves(tmp
     assert ckpt.load(out / "latest.pt")["step"] == step
 
 
-def test_validation_with_fewer_images_than_processes(tmp_path):
-    """Rank 1's validation shard is empty: the sums still match one process's."""
-    args = [*TINY, "data.val_length=1", "optim.iterations=2", "run.val_every=2"]
-    two = torchrun([*args, f"run.out={tmp_path / 'two'}"])
-    assert two.returncode == 0, two.stderr[-3000:]
-    one = single([*args, f"run.out={tmp_path / 'one'}"])
-    assert one.returncode == 0, one.stderr[-3000:]
-
-    def val_loss(run_dir):
-        line = next(x for x in (run_dir / "train.log").read_text().splitlines()
-                    if "validation:" in x)
-        return float(line.split(" loss=")[1].split()[0])
-    assert val_loss(tmp_path / "two") == pytest.approx(val_loss(tmp_path / "one"), rel=1e-3)
-
-
 def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
     """A worker is lost mid-run and the job is started again with the very same command line
     (what torchrun --max-restarts and a requeued cluster job do): with --auto-resume it
-    continues from latest.pt and ends where one uninterrupted process ends."""
+    continues from latest.pt and ends where one uninterrupted process ends. One validation
+    image for two processes: rank 1's shard is empty, and the sums still match one process's."""
     wrapper = tmp_path / "crash_once.py"
     marker = tmp_path / "crashed"
     wrapper.write_text(
@@ -411,7 +375,8 @@ def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
         "    return real(*args, **kwargs)\n"
         "engine.train_step = crash_once\n"
         "train.main(sys.argv[1:])\n")
-    args = [*TINY, "optim.iterations=7", "run.val_every=1000", "run.ckpt_every=4"]
+    args = [*TINY, "data.val_length=1", "optim.iterations=7", "run.val_every=1000",
+            "run.ckpt_every=4"]  # validation at the last step only
     command = ["--auto-resume", *args, f"run.out={tmp_path / 'restarted'}"]
     first = torchrun(command, script=wrapper, timeout=200)
     assert first.returncode != 0 and marker.exists()  # the lost worker ended the job
@@ -425,6 +390,13 @@ def test_a_restart_with_the_same_command_line_continues_the_run(tmp_path):
     assert ckpt.load(tmp_path / "restarted" / "latest.pt")["step"] == 7
     assert max_diff(weights(tmp_path / "restarted" / "latest.pt"),
                     weights(tmp_path / "one" / "latest.pt")) < 1e-5
+
+    def val_loss(run_dir):
+        line = next(x for x in (run_dir / "train.log").read_text().splitlines()
+                    if "step 7 validation:" in x)
+        return float(line.split(" loss=")[1].split()[0])
+    assert val_loss(tmp_path / "restarted") == pytest.approx(val_loss(tmp_path / "one"),
+                                                            rel=1e-3)
 
 
 @pytest.mark.parametrize("error", ["RuntimeError", "HostSyncError"])
@@ -482,9 +454,13 @@ def free_port():
 def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp_path,
                                                                             one_process):
     """Multi-node launch as README shows it (c10d rendezvous), with two 'nodes' on this host:
-    two torchrun agents of one process each train as one process with the whole batch."""
+    two torchrun agents of one process each, half the batch each, train as one process with the
+    whole batch; validated on two shards, summed; rank 0 alone writes. Under run.sync_debug, as
+    the reference: the steps stay free of host reads under DDP too (the other torchrun tests
+    run without it)."""
     port = free_port()
-    args = [*TINY, "optim.iterations=3", f"run.out={tmp_path / 'nodes'}"]
+    out = tmp_path / "nodes"
+    args = [*TINY, "optim.iterations=3", "run.sync_debug=true", f"run.out={out}"]
     agents = [subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
          "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=splitbrain-test",
@@ -499,10 +475,18 @@ def test_two_nodes_through_rendezvous_match_one_process_with_the_whole_batch(tmp
                 kill_all(agent)
     for agent, (_, err) in zip(agents, results):
         assert agent.returncode == 0, err[-3000:]
-    # As for one node with two processes: the same updates up to float rounding.
-    assert max_diff(weights(tmp_path / "nodes" / "latest.pt"),
-                    weights(one_process / "latest.pt")) < 1e-5
-    assert ckpt.load(tmp_path / "nodes" / "latest.pt")["config"]["run"]["world_size"] == 2
+    # The same updates up to float rounding (sums in another order, then three Adam steps).
+    assert max_diff(weights(out / "latest.pt"), weights(one_process / "latest.pt")) < 1e-5
+    # Validation on two shards, summed, equals validation in one process.
+    m2 = ckpt.load(out / "best.pt")["metrics"]
+    m1 = ckpt.load(one_process / "best.pt")["metrics"]
+    for key in ("val/loss", "val/loss_l2ab", "val/model/auc", "val/grey/auc", "val/model/psnr"):
+        assert m2[key] == pytest.approx(m1[key], abs=1e-4), key
+    config = ckpt.load(out / "latest.pt")["config"]
+    assert config["run"]["world_size"] == 2 and config["optim"]["batch_size"] == 4
+    # Rank 0 alone writes: one log, one events file.
+    assert len(list(out.glob("events.out.tfevents.*"))) == 1
+    assert "x 2 process(es)" in (out / "train.log").read_text()
 
 
 def test_the_hints_task_trains_under_torchrun(tmp_path):
