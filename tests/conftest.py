@@ -86,9 +86,16 @@ def trained_hints(tmp_path_factory):
     return out / "latest.pt"
 
 
+# The longest file (torchrun launches, a third of the suite's time) comes first: pytest-xdist
+# hands out whole files in this order, so one worker starts on it while the other runs the rest.
+FIRST = ("test_distributed.py",)
+
+
 def pytest_collection_modifyitems(items):
     """A test that uses a running server (test_serve.py's ``server`` and ``hints_server``
-    fixtures start ``tools/serve.py`` in a subprocess) is slow, as the marker says."""
+    fixtures start ``tools/serve.py`` in a subprocess) is slow, as the marker says; FIRST's
+    files run first."""
     for item in items:
         if {"server", "hints_server"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.path.name not in FIRST)  # stable: the rest keep order
