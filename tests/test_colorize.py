@@ -315,7 +315,7 @@ def test_a_photo_too_large_for_memory_fails_alone_and_the_others_are_colorized(t
     photo((40000, 4)).save(tmp_path / "in" / "b_strip.png")
     script = tmp_path / "limited.py"
     script.write_text(
-        "import runpy, sys\n"
+        "import resource, runpy, sys\n"
         "import torch, PIL.Image, splitbrain.colorize  # imported before the limit\n"
         "status = open('/proc/self/status').read()\n"
         "vm_kib = int(status.split('VmSize:')[1].split()[0])\n"
